@@ -1,0 +1,1 @@
+"""mcp-images: an MCP server for image generation and editing."""
