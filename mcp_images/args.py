@@ -1,0 +1,137 @@
+"""Tool arguments: each declared once, as a pydantic field, from which the JSON schema comes.
+
+Names follow the upstream's parameter tables exactly (``async`` travels as the alias of
+``async_``). The per-model rules are not in these types (a model's sizes differ, unknown
+models must pass): the catalog checks them after the schema has let the call through.
+
+The schema agents see is compacted (``compact_schema``): every turn of an agent pays for
+``tools/list`` in context, so titles and ``null`` branches are dropped.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcp_images.catalog import Background, InputFidelity, Moderation, OutputFormat, Quality, Style
+
+MAX_EDIT_IMAGES = 16
+IMAGE_REF_HELP = (
+    "absolute file path, file:// URI, images://<id> (or bare id) of an image this server made, "
+    "https:// URL, or data: URI / base64"
+)
+
+
+class ImageArgs(BaseModel):
+    """Arguments shared by generate_image, edit_image and estimate_cost."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=32_000,
+        description="What to draw. Limits: GPT image 32000 chars, dall-e-3 4000, dall-e-2 1000.",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Image model (default from MCP_IMAGES_DEFAULT_MODEL). Known: {models}. "
+        "Other names pass with generic checks only.",
+    )
+    n: int | None = Field(default=None, ge=1, le=10, description="Images to make: 1-10; dall-e-3 only 1.")
+    size: str | None = Field(
+        default=None,
+        pattern=r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$",
+        description="WIDTHxHEIGHT or auto. GPT image: auto, 1024x1024, 1536x1024, 1024x1536; "
+        "gpt-image-2 also any size with sides multiple of 16, longest side <=3840, ratio <=3:1, "
+        "655360-8294400 px; dall-e-3: 1024x1024, 1792x1024, 1024x1792; dall-e-2: 256x256, 512x512, 1024x1024.",
+    )
+    quality: Quality | None = Field(
+        default=None, description="GPT image: low, medium, high, auto; dall-e-3: standard, hd."
+    )
+    background: Background | None = Field(
+        default=None, description="GPT image only. transparent needs png or webp (not gpt-image-2)."
+    )
+    output_format: OutputFormat | None = Field(default=None, description="GPT image only; default png.")
+    output_compression: int | None = Field(
+        default=None, ge=0, le=100, description="0-100, jpeg or webp only (default 100)."
+    )
+    moderation: Moderation | None = Field(default=None, description="GPT image only: low or auto.")
+    style: Style | None = Field(default=None, description="dall-e-3 only.")
+    user: str | None = Field(default=None, max_length=256, description="End-user id for abuse monitoring.")
+
+
+class EditArgs(ImageArgs):
+    """generate_image's arguments plus the inputs of an edit."""
+
+    image: str | list[str] = Field(
+        description=f"Image(s) to edit, 1-{MAX_EDIT_IMAGES}, each an {IMAGE_REF_HELP}. "
+        "GPT image: png/jpeg/webp under 50 MB; dall-e-2: one square PNG under 4 MB.",
+    )
+    mask: str | None = Field(
+        default=None,
+        description="PNG with alpha, same pixel size as the first image; transparent pixels mark "
+        "where to edit. Same reference forms as image.",
+    )
+    input_fidelity: InputFidelity | None = Field(
+        default=None, description="gpt-image-1 and gpt-image-1.5 only; gpt-image-2 is always high."
+    )
+
+    def image_list(self) -> list[str]:
+        return [self.image] if isinstance(self.image, str) else list(self.image)
+
+
+def with_models(description: str | None, models: list[str]) -> str | None:
+    return description.replace("{models}", ", ".join(models)) if description else description
+
+
+def tool_signature(model: type[BaseModel], models: list[str], *leading: inspect.Parameter) -> inspect.Signature:
+    """A keyword-only signature that mirrors ``model``'s fields (aliases as names).
+
+    The SDK reads a tool's parameters from its signature; building it from the model keeps
+    each argument declared once, and lets ``async`` (a keyword) be a parameter name.
+    """
+    params = list(leading)
+    for name, info in model.model_fields.items():
+        copy = info._copy()  # noqa: SLF001 - pydantic's own way to clone a FieldInfo
+        copy.description = with_models(info.description, models)
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        copy.default = default if default is not inspect.Parameter.empty else copy.default
+        params.append(
+            inspect.Parameter(
+                info.alias or name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[info.annotation, copy],
+            )
+        )
+    return inspect.Signature(params)
+
+
+def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``title`` keys and turn ``anyOf [X, null]`` into ``X``, recursively.
+
+    Optional arguments stay optional (they are not in ``required``); a client sending
+    ``null`` is still accepted, because validation runs on the pydantic model, not on this.
+    """
+    if isinstance(schema, dict):
+        out: dict[str, Any] = {}
+        for key, value in schema.items():
+            if key == "title" and isinstance(value, str):
+                continue
+            if key == "default" and value is None:
+                continue
+            out[key] = compact_schema(value) if key != "properties" else {
+                k: compact_schema(v) for k, v in value.items()
+            }
+        any_of = out.get("anyOf")
+        if isinstance(any_of, list):
+            non_null = [s for s in any_of if s != {"type": "null"}]
+            if len(non_null) == 1 and len(non_null) < len(any_of):
+                del out["anyOf"]
+                out = {**non_null[0], **out}
+        return out
+    if isinstance(schema, list):
+        return [compact_schema(s) for s in schema]  # type: ignore[return-value]
+    return schema

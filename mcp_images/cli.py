@@ -1,0 +1,121 @@
+"""``mcp-images``: run the server (stdio or streamable HTTP), the local sandbox, or the demo.
+
+stdout belongs to the MCP protocol under stdio, so everything said to a person goes to
+stderr (the sandbox and demo commands, which speak no protocol, use stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from collections.abc import Sequence
+
+from mcp_images import __version__
+
+LOOPBACK_NAMES = {"localhost"}
+HTTP_MAX_BODY_BYTES = 128 * 1024 * 1024  # edits may carry base64 images in the JSON body
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP only; loopback only until auth exists")
+    p.add_argument("--port", type=int, default=8000, help="HTTP only (default 8000)")
+    p.add_argument("--provider", help="openai, 302ai, yescale, agcloud, compatible, azure")
+    p.add_argument("--base-url", help="upstream base URL including /v1")
+    p.add_argument("--model", dest="default_model", help="default model (gpt-image-2)")
+    p.add_argument("--output-dir", help="where images are saved")
+    p.add_argument("--data-dir", help="where the tasks database lives")
+    p.add_argument("--timeout", type=float, help="upstream read timeout in seconds")
+    p.add_argument("--inline", choices=["preview", "full", "none"], help="images in results")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-images", description="MCP server for image generation and editing.")
+    parser.add_argument("--version", action="version", version=f"mcp-images {__version__}")
+    _add_server_flags(parser)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the MCP server (default)")
+    _add_server_flags(serve)
+    sandbox = sub.add_parser("sandbox", help="run the local OpenAI-compatible upstream sandbox")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    sandbox.add_argument("--latency", type=float, default=0.0, help="seconds each image request waits")
+    demo = sub.add_parser("demo", help="offline end-to-end tour against the sandbox")
+    demo.add_argument("--output-dir", help="folder for the demo's images (default: a new one, named)")
+    return parser
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from mcp_images.config import load_settings
+    from mcp_images.errors import ConfigError
+
+    if ns.transport == "http" and not is_loopback(ns.host):
+        sys.stderr.write(
+            f"mcp-images: refusing to serve HTTP on {ns.host}: only loopback (127.0.0.1, ::1, localhost) "
+            "is allowed until authentication exists. Use --host 127.0.0.1 behind your own proxy.\n"
+        )
+        return 2
+    try:
+        settings = load_settings(
+            provider=ns.provider,
+            base_url=ns.base_url,
+            default_model=ns.default_model,
+            output_dir=ns.output_dir,
+            data_dir=ns.data_dir,
+            timeout=ns.timeout,
+            inline=ns.inline,
+        )
+    except ValidationError as exc:
+        sys.stderr.write(f"mcp-images: bad setting: {exc}\n")
+        return 2
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    from mcp_images.server import create_server
+
+    try:
+        server = create_server(settings, transport=ns.transport)
+    except ConfigError as exc:
+        sys.stderr.write(f"mcp-images: {exc}\n")
+        return 2
+    log = logging.getLogger("mcp_images")
+    log.info("mcp-images %s: images are saved in %s", __version__, settings.resolved_output_dir)
+    if settings.api_key is None:
+        log.warning("no API key: set MCP_IMAGES_API_KEY (or OPENAI_API_KEY); tools will say so when called")
+    if ns.transport == "http":
+        log.info("serving streamable HTTP at http://%s:%d/mcp", ns.host, ns.port)
+        server.run(
+            "streamable-http", host=ns.host, port=ns.port, max_request_body_size=HTTP_MAX_BODY_BYTES
+        )
+    else:
+        server.run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    if ns.command == "sandbox":
+        from mcp_images.sandbox import run
+
+        run(host=ns.host, port=ns.port, latency=ns.latency)
+        return 0
+    if ns.command == "demo":
+        from mcp_images.demo import main as demo_main
+
+        return demo_main(ns.output_dir)
+    return _serve(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The server's shared state: settings, tables, the image store and one pooled HTTP client.
+
+Heavy pieces (httpx2, the price table, the upstream client) are made on first use, so that
+start-up, which every client session pays for, stays close to the bare SDK's.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import anyio
+
+from mcp_images.catalog import Catalog, load_catalog
+from mcp_images.config import Settings
+from mcp_images.store import ImageStore
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from mcp_images.inputs import InputPolicy
+    from mcp_images.pricing import PriceTable
+    from mcp_images.providers import Provider
+    from mcp_images.upstream import ImagesAPI
+
+logger = logging.getLogger(__name__)
+
+POOL_MAX_CONNECTIONS = 20  # concurrent upstream requests per server
+POOL_KEEPALIVE = 10
+
+
+class Runtime:
+    """Everything a tool call needs, built once per server."""
+
+    def __init__(self, settings: Settings, *, http_client: httpx2.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.catalog: Catalog = load_catalog(settings.catalog)
+        self.store = ImageStore(settings.resolved_output_dir)
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._http_lock = anyio.Lock()
+        self.transport_kind = "stdio"
+
+    @cached_property
+    def provider(self) -> Provider:
+        from mcp_images.providers import get_provider
+
+        return get_provider(self.settings.provider, self.settings.providers)
+
+    @cached_property
+    def prices(self) -> PriceTable:
+        from mcp_images.pricing import load_price_table
+
+        return load_price_table(self.settings.prices)
+
+    async def http(self) -> httpx2.AsyncClient:
+        """The one pooled client, made on first use."""
+        async with self._http_lock:
+            if self._http is None:
+                import httpx2
+
+                self._http = httpx2.AsyncClient(
+                    limits=httpx2.Limits(
+                        max_connections=POOL_MAX_CONNECTIONS, max_keepalive_connections=POOL_KEEPALIVE
+                    ),
+                    follow_redirects=False,
+                )
+            return self._http
+
+    async def api(self) -> ImagesAPI:
+        from mcp_images.upstream import ImagesAPI
+
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+        return ImagesAPI(
+            await self.http(),
+            provider=self.provider,
+            base_url=self.settings.base_url,
+            api_key=key,
+            read_timeout=self.settings.timeout,
+            max_retries=self.settings.max_retries,
+        )
+
+    def input_policy(self, client_roots: list[anyio.Path] | None = None) -> InputPolicy:
+        from pathlib import Path
+
+        from mcp_images.inputs import InputPolicy
+
+        roots = [self.store.output_dir, *self.settings.input_dir_list]
+        roots += [Path(str(r)) for r in client_roots or []]
+        # Over HTTP the caller is not on this machine: local paths only where the user said so.
+        allow_local = self.transport_kind == "stdio" or bool(self.settings.input_dir_list)
+        return InputPolicy(
+            roots=tuple(roots),
+            allow_local_paths=allow_local,
+            allowed_hosts=self.settings.allowed_host_set,
+            convert_bw_mask=self.settings.convert_mask,
+        )
+
+    async def aclose(self) -> None:
+        if self._http is not None and self._owns_http:
+            await self._http.aclose()
+            self._http = None

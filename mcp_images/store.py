@@ -1,0 +1,145 @@
+"""Saved images: atomic files in the output folder, each with an ``images://<id>`` URI.
+
+A file's name carries its id (``20261122-153012-a-red-fox-3f9a0c1b2d4e.png``), so the id
+finds the file after a restart with no index to keep in step. Bytes are written exactly as
+the upstream sent them (OpenAI embeds C2PA provenance that a re-encode would strip).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+ID_RE = re.compile(r"^[0-9a-f]{12}$")
+URI_PREFIX = "images://"
+MIME_BY_FORMAT = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
+EXT_BY_FORMAT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
+SLUG_MAX_CHARS = 40
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One saved image, as results and the resource template describe it."""
+
+    id: str
+    path: Path
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+    @property
+    def uri(self) -> str:
+        return f"{URI_PREFIX}{self.id}"
+
+    @property
+    def mime_type(self) -> str:
+        return MIME_BY_FORMAT.get(self.format, "application/octet-stream")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "uri": self.uri,
+            "path": str(self.path),
+            "mime_type": self.mime_type,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+        }
+
+
+def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
+    """A file-name-safe slug of the prompt's first words (ASCII, lower case, hyphens)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > max_chars:
+            break
+        slug = candidate
+    return slug or "image"
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+def id_from_ref(ref: str) -> str | None:
+    """``images://<id>`` or a bare id -> the id; anything else -> None."""
+    candidate = ref.removeprefix(URI_PREFIX)
+    return candidate if ID_RE.match(candidate) else None
+
+
+class ImageStore:
+    """The output folder. Writes are atomic and never replace an existing file."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = output_dir
+
+    def save(
+        self,
+        data: bytes,
+        *,
+        fmt: str,
+        prompt: str,
+        width: int,
+        height: int,
+        tag: str = "",
+        subdir: Path | None = None,
+        stem: str | None = None,
+    ) -> StoredImage:
+        """Write ``data`` under a fresh recognisable name and return its record.
+
+        ``subdir`` (relative, already checked by the caller) and ``stem`` (already
+        sanitised) let a caller choose where in the output folder and what name.
+
+        Raises:
+            OSError: the folder cannot be created or written (disk full, permissions).
+        """
+        folder = self.output_dir / subdir if subdir else self.output_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        image_id = new_id()
+        ext = EXT_BY_FORMAT.get(fmt, fmt)
+        if stem is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            stem = f"{stamp}-{slugify(prompt)}{'-' + tag if tag else ''}"
+        final = folder / f"{stem}-{image_id}.{ext}"
+        _write_new_file(final, data)
+        return StoredImage(id=image_id, path=final, format=fmt, width=width, height=height, bytes=len(data))
+
+    def find(self, image_id: str) -> Path | None:
+        """The file saved under ``image_id``, or None (deleted, or never made here)."""
+        if not ID_RE.match(image_id) or not self.output_dir.is_dir():
+            return None
+        for path in self.output_dir.rglob(f"*-{image_id}.*"):
+            if path.is_file() and not path.name.startswith("."):
+                return path
+        return None
+
+
+def _write_new_file(final: Path, data: bytes) -> None:
+    """Write to a hidden temp file, then hard-link it into place.
+
+    The link is atomic and fails if the name exists, so a reader never sees half a file
+    and nothing is overwritten; on any failure the temp file is removed.
+    """
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.part")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, final)
+        except OSError:
+            # Filesystems without hard links: exclusive create keeps "never overwrite".
+            with open(final, "xb") as out, open(tmp, "rb") as src:
+                out.write(src.read())
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,324 @@
+"""The tools' work, apart from the protocol: validate, call the upstream, save, describe.
+
+Each function takes the runtime, the parsed arguments and a `Progress`, and returns an
+`Outcome` that `results.py` renders for MCP. Heavy modules (Pillow, httpx2) are imported
+inside the functions so that importing this module costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from mcp_images.args import EditArgs, ImageArgs
+from mcp_images.catalog import ImageParams, ModelSpec, check_edit_inputs, check_params
+from mcp_images.errors import UpstreamError, ValidationProblem
+from mcp_images.progress import Progress
+from mcp_images.runtime import Runtime
+from mcp_images.store import StoredImage
+
+if TYPE_CHECKING:
+    from mcp_images.imaging import Preview
+    from mcp_images.inputs import InputImage
+    from mcp_images.pricing import CostBreakdown
+    from mcp_images.upstream import ImagesResponse, PartialImage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SavedImage:
+    stored: StoredImage
+    preview: Preview | None = None
+    inline_full: bool = False
+
+
+@dataclass
+class Outcome:
+    """What a finished generate/edit produced, before it is rendered for a client."""
+
+    model: str
+    params: ImageParams
+    images: list[SavedImage]
+    response: dict[str, Any]
+    request_id: str | None
+    usage: dict[str, Any] | None
+    cost: CostBreakdown | None
+    revised_prompts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    partials: list[StoredImage] = field(default_factory=list)
+    edit: bool = False
+    elapsed: float = 0.0
+
+
+def to_params(args: ImageArgs, model: str) -> ImageParams:
+    fidelity = args.input_fidelity if isinstance(args, EditArgs) else None
+    return ImageParams(
+        prompt=args.prompt,
+        model=model,
+        n=args.n,
+        size=args.size,
+        quality=args.quality,
+        background=args.background,
+        output_format=args.output_format,
+        output_compression=args.output_compression,
+        moderation=args.moderation,
+        style=args.style,
+        user=args.user,
+        input_fidelity=fidelity,
+    )
+
+
+def request_body(params: ImageParams, spec: ModelSpec) -> dict[str, Any]:
+    """The upstream parameters: the model and prompt, and only what the caller gave."""
+    body: dict[str, Any] = {"model": params.model, "prompt": params.prompt}
+    for name in (
+        "n",
+        "size",
+        "quality",
+        "background",
+        "output_format",
+        "output_compression",
+        "moderation",
+        "style",
+        "user",
+        "input_fidelity",
+    ):
+        value = getattr(params, name)
+        if value is not None:
+            body[name] = value
+    if params.stream:
+        body["stream"] = True
+        if params.partial_images is not None:
+            body["partial_images"] = params.partial_images
+    # dall-e answers with short-lived URLs unless asked for base64.
+    if "b64_json" in spec.response_formats:
+        body["response_format"] = "b64_json"
+    return body
+
+
+def validate(rt: Runtime, args: ImageArgs, *, edit: bool) -> tuple[ModelSpec, ImageParams, list[str]]:
+    """Resolve the model and apply every catalog rule before anything is sent.
+
+    Raises:
+        ValidationProblem: a rule is broken; the message says what to change.
+    """
+    model = args.model or rt.settings.default_model
+    spec = rt.catalog.get(model)
+    params = to_params(args, model)
+    warnings = check_params(spec, params, edit=edit)
+    return spec, params, warnings
+
+
+async def generate_image(rt: Runtime, args: ImageArgs, progress: Progress) -> Outcome:
+    spec, params, warnings = validate(rt, args, edit=False)
+    api = await rt.api()
+    body = request_body(params, spec)
+    saver = PartialSaver(rt, params, progress)
+    await progress.phase("generating")
+    async with progress.beating():
+        response = await api.generate(body, on_partial=saver)
+    outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=False)
+    outcome.partials = saver.saved
+    return outcome
+
+
+async def load_edit_inputs(
+    rt: Runtime, args: EditArgs, spec: ModelSpec, client_roots: list[Any] | None = None
+) -> tuple[list[InputImage], InputImage | None]:
+    """Read and check every input image and the mask against the model's edit rules.
+
+    Raises:
+        InputError: a reference cannot be used (what to change is in the message).
+        ValidationProblem: an input breaks the model's edit rules.
+    """
+    from mcp_images.inputs import load_image_ref, load_image_refs
+
+    refs = args.image_list()
+    if len(refs) > (spec.edit_max_images or 16):
+        check_edit_inputs(spec, [_placeholder(i) for i in range(len(refs))], None)
+    policy = rt.input_policy(client_roots)
+    http = await rt.http()
+    images = await load_image_refs(refs, policy=policy, resolve_id=rt.store.find, http=http)
+    mask = None
+    if args.mask is not None:
+        mask = await load_image_ref(
+            args.mask, label="the mask", policy=policy, resolve_id=rt.store.find, http=http, is_mask=True
+        )
+    check_edit_inputs(spec, [i.facts() for i in images], mask.facts() if mask else None)
+    return images, mask
+
+
+def _placeholder(index: int) -> Any:
+    from mcp_images.catalog import InputFacts
+
+    return InputFacts(label=f"image {index + 1}", format="png", width=1, height=1, bytes=0, has_alpha=False)
+
+
+async def edit_image(
+    rt: Runtime, args: EditArgs, progress: Progress, client_roots: list[Any] | None = None
+) -> Outcome:
+    spec, params, warnings = validate(rt, args, edit=True)
+    images, mask = await load_edit_inputs(rt, args, spec, client_roots)
+    warnings += [i.note for i in images if i.note] + ([mask.note] if mask and mask.note else [])
+    api = await rt.api()
+    fields = request_body(params, spec)
+    uploads = [_upload(img) for img in images]
+    mask_upload = _upload(mask) if mask else None
+    saver = PartialSaver(rt, params, progress)
+    await progress.phase("uploading")
+    async with progress.beating():
+        response = await api.edit(fields, uploads, mask_upload, on_partial=saver)
+    sizes = [(i.width, i.height) for i in images]
+    outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=True, input_sizes=sizes)
+    outcome.partials = saver.saved
+    return outcome
+
+
+def _upload(img: InputImage) -> Any:
+    from mcp_images.upstream import UploadFile
+
+    if img.path is not None:
+        return UploadFile(filename=img.filename, mime_type=img.mime_type, path=img.path)
+    return UploadFile(filename=img.filename, mime_type=img.mime_type, data=img.data)
+
+
+class PartialSaver:
+    """Saves each streamed partial image as an images:// resource and reports it."""
+
+    def __init__(self, rt: Runtime, params: ImageParams, progress: Progress) -> None:
+        self.rt, self.params, self.progress = rt, params, progress
+        self.saved: list[StoredImage] = []
+
+    async def __call__(self, partial: PartialImage) -> None:
+        data = _decode_b64(partial.b64_json, "partial image")
+        tag = f"partial{partial.index}"
+        stored = await anyio.to_thread.run_sync(lambda: _save_bytes(self.rt, data, self.params, tag=tag))
+        self.saved.append(stored)
+        await self.progress.note(f"partial image {partial.index + 1} saved: {stored.uri}")
+
+
+def _decode_b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise UpstreamError(f"the upstream sent a {what} that is not valid base64") from exc
+
+
+def _save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "") -> StoredImage:
+    from mcp_images.imaging import probe
+
+    info = probe(data)
+    if info.format not in ("png", "jpeg", "webp", "gif"):
+        raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
+    return rt.store.save(data, fmt=info.format, prompt=params.prompt, width=info.width, height=info.height, tag=tag)
+
+
+def preview_budget(rt: Runtime, count: int) -> int:
+    from mcp_images.config import DEFAULT_PREVIEW_MAX
+
+    return max(10_000, min(DEFAULT_PREVIEW_MAX, rt.settings.result_budget // max(count, 1)))
+
+
+async def finish(
+    rt: Runtime,
+    params: ImageParams,
+    spec: ModelSpec,
+    response: ImagesResponse,
+    progress: Progress,
+    *,
+    warnings: list[str],
+    edit: bool,
+    input_sizes: list[tuple[int, int]] | None = None,
+) -> Outcome:
+    """Download URL results, save every image, make previews (in parallel threads), price it."""
+    if not response.data:
+        raise UpstreamError("the upstream answered without any image", request_id=response.request_id)
+    api = await rt.api()
+    budget = preview_budget(rt, len(response.data))
+    saved: list[SavedImage | None] = [None] * len(response.data)
+    await progress.phase("saving")
+
+    async def one(index: int) -> None:
+        datum = response.data[index]
+        if datum.b64_json:
+            data = await anyio.to_thread.run_sync(_decode_b64, datum.b64_json, "image")
+        elif datum.url:
+            await progress.phase("downloading")
+            data = await api.download(datum.url)
+        else:
+            raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
+        saved[index] = await anyio.to_thread.run_sync(lambda: _save_and_preview(rt, data, params, budget))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(response.data)):
+            tg.start_soon(one, i)
+
+    images = [s for s in saved if s is not None]
+    usage = response.usage
+    cost = _cost(rt, params, spec, usage, len(images), input_sizes or [], edit)
+    revised = [d.revised_prompt for d in response.data if d.revised_prompt]
+    return Outcome(
+        model=params.model,
+        params=params,
+        images=images,
+        response=response.model_dump(exclude={"data"}, exclude_none=True),
+        request_id=response.request_id,
+        usage=usage,
+        cost=cost,
+        revised_prompts=revised,
+        warnings=warnings,
+        edit=edit,
+        elapsed=progress.elapsed,
+    )
+
+
+def _save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int) -> SavedImage:
+    from mcp_images.imaging import base64_len, make_preview
+
+    stored = _save_bytes(rt, data, params)
+    mode = rt.settings.inline
+    if mode == "none":
+        return SavedImage(stored)
+    if mode == "full" and base64_len(len(data)) <= budget:
+        return SavedImage(stored, inline_full=True)
+    return SavedImage(stored, preview=make_preview(stored.path, max_b64_chars=budget))
+
+
+def _cost(
+    rt: Runtime,
+    params: ImageParams,
+    spec: ModelSpec,
+    usage: dict[str, Any] | None,
+    n: int,
+    input_sizes: list[tuple[int, int]],
+    edit: bool,
+) -> CostBreakdown | None:
+    from mcp_images.pricing import actual_cost
+
+    try:
+        return actual_cost(
+            rt.prices,
+            model=spec.name if spec.known else params.model,
+            usage=usage,
+            n=n,
+            size=params.size,
+            quality=params.quality,
+            prompt=params.prompt,
+            input_sizes=input_sizes,
+            input_fidelity=params.input_fidelity,
+            partial_images=params.partial_images or 0,
+            edit=edit,
+            aliases=spec.all_names,
+        )
+    except (ValueError, KeyError):
+        logger.exception("cost could not be computed")
+        return None
+
+
+__all__ = ["Outcome", "ValidationProblem", "edit_image", "generate_image"]
