@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from mcp_images.concurrency import single_errors
+
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 3.0
@@ -63,15 +65,16 @@ class Progress:
     @asynccontextmanager
     async def beating(self) -> AsyncIterator[None]:
         """Send ``<phase> (N s)`` every few seconds until the block ends."""
-        async with anyio.create_task_group() as tg:
 
-            async def beat() -> None:
-                while True:
-                    await anyio.sleep(self._heartbeat)
-                    await self._emit(f"{self._phase} ({self.elapsed:.0f} s)")
+        async def beat() -> None:
+            while True:
+                await anyio.sleep(self._heartbeat)
+                await self._emit(f"{self._phase} ({self.elapsed:.0f} s)")
 
-            tg.start_soon(beat)
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
+        with single_errors():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(beat)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()

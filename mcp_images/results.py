@@ -37,10 +37,12 @@ def structured(outcome: Outcome) -> dict[str, Any]:
     """The machine-readable result (also what check_task returns for a finished task)."""
     p = outcome.params
     resp = outcome.response
+    first = outcome.images[0].stored if outcome.images else None
+    actual_size = f"{first.width}x{first.height}" if first else None
     return {
         "images": [s.stored.as_dict() for s in outcome.images],
         "model": outcome.model,
-        "size": resp.get("size") or p.size,
+        "size": resp.get("size") or (p.size if p.size != "auto" else None) or actual_size,
         "quality": resp.get("quality") or p.quality,
         "background": resp.get("background") or p.background,
         "output_format": resp.get("output_format") or (outcome.images[0].stored.format if outcome.images else None),

@@ -17,6 +17,7 @@ import anyio
 
 from mcp_images.args import EditArgs, ImageArgs
 from mcp_images.catalog import ImageParams, ModelSpec, check_edit_inputs, check_params
+from mcp_images.concurrency import single_errors
 from mcp_images.errors import UpstreamError, ValidationProblem
 from mcp_images.progress import Progress
 from mcp_images.runtime import Runtime
@@ -255,9 +256,10 @@ async def finish(
             raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
         saved[index] = await anyio.to_thread.run_sync(lambda: _save_and_preview(rt, data, params, budget))
 
-    async with anyio.create_task_group() as tg:
-        for i in range(len(response.data)):
-            tg.start_soon(one, i)
+    with single_errors():
+        async with anyio.create_task_group() as tg:
+            for i in range(len(response.data)):
+                tg.start_soon(one, i)
 
     images = [s for s in saved if s is not None]
     usage = response.usage
