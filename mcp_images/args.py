@@ -94,7 +94,7 @@ def tool_signature(model: type[BaseModel], models: list[str], *leading: inspect.
     """
     params = list(leading)
     for name, info in model.model_fields.items():
-        copy = info._copy()  # noqa: SLF001 - pydantic's own way to clone a FieldInfo
+        copy = info._copy()
         copy.description = with_models(info.description, models)
         default = inspect.Parameter.empty if info.is_required() else info.default
         copy.default = default if default is not inspect.Parameter.empty else copy.default
@@ -122,9 +122,9 @@ def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 continue
             if key == "default" and value is None:
                 continue
-            out[key] = compact_schema(value) if key != "properties" else {
-                k: compact_schema(v) for k, v in value.items()
-            }
+            out[key] = (
+                compact_schema(value) if key != "properties" else {k: compact_schema(v) for k, v in value.items()}
+            )
         any_of = out.get("anyOf")
         if isinstance(any_of, list):
             non_null = [s for s in any_of if s != {"type": "null"}]

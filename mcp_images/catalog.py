@@ -251,7 +251,10 @@ def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list
     if len(p.prompt) > spec.prompt_max:
         bad("prompt", f"prompt is {len(p.prompt):,} characters; {name} accepts at most {spec.prompt_max:,}")
     if p.n is not None and p.n > spec.n_max:
-        bad("n", f"{name} makes at most n={spec.n_max} image{'s' if spec.n_max > 1 else ''} per call; you asked for {p.n}")
+        bad(
+            "n",
+            f"{name} makes at most n={spec.n_max} image{'s' if spec.n_max > 1 else ''} per call; you asked for {p.n}",
+        )
 
     dims = parse_size(p.size) if p.size else None
     if p.size is not None:
@@ -271,9 +274,9 @@ def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list
             allowed = _one_of(spec.sizes)
             extra = " or any WIDTHxHEIGHT (multiples of 16)" if spec.size_rule else ""
             bad("size", f"{name} takes size {allowed}{extra}; you sent {p.size!r}")
-        if spec.size_rule and dims and spec.size_rule.experimental_above_pixels:
-            if dims[0] * dims[1] > spec.size_rule.experimental_above_pixels:
-                warnings.append(f"size {p.size} is above 2560x1440: OpenAI calls such outputs experimental")
+        limit = spec.size_rule.experimental_above_pixels if spec.size_rule else None
+        if limit and dims and dims[0] * dims[1] > limit:
+            warnings.append(f"size {p.size} is above 2560x1440: OpenAI calls such outputs experimental")
 
     def enum_check(fld: str, value: str | None, allowed: list[str]) -> None:
         if value is None or not spec.known:
@@ -290,7 +293,10 @@ def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list
     if p.background == "transparent" and spec.known and "transparent" not in spec.backgrounds and spec.backgrounds:
         # Replace the generic message with the useful one.
         problems[:] = [x for x in problems if x[0] != "background"]
-        bad("background", f"{name} does not support background=transparent; use gpt-image-1.5 (png or webp) or background=opaque")
+        bad(
+            "background",
+            f"{name} does not support background=transparent; use gpt-image-1.5 (png or webp) or background=opaque",
+        )
     if p.background == "transparent" and p.effective_format() == "jpeg":
         bad("background", "background=transparent needs output_format png or webp; you sent jpeg")
     if p.moderation is not None and spec.known and not spec.moderation:
@@ -350,25 +356,46 @@ def check_edit_inputs(spec: ModelSpec, images: list[InputFacts], mask: InputFact
     if not images:
         problems.append(("image", "edit_image needs at least one input image"))
     if len(images) > limit:
-        problems.append(("image", f"{name} takes at most {limit} input image{'s' if limit > 1 else ''}; you gave {len(images)}"))
+        problems.append(
+            ("image", f"{name} takes at most {limit} input image{'s' if limit > 1 else ''}; you gave {len(images)}")
+        )
     formats = spec.edit_formats or ["png", "jpeg", "webp"]
     for img in images:
         if img.format not in formats:
             kind = img.format or "not an image"
             problems.append(("image", f"{img.label} is {kind}; {name} takes {_one_of(formats)} (checked by content)"))
         if img.bytes > spec.edit_max_bytes:
-            problems.append(("image", f"{img.label} is {img.bytes / 1e6:.1f} MB; {name} takes images under {spec.edit_max_bytes // (1024 * 1024)} MB"))
+            problems.append(
+                (
+                    "image",
+                    f"{img.label} is {img.bytes / 1e6:.1f} MB; {name} takes images under {spec.edit_max_bytes // (1024 * 1024)} MB",
+                )
+            )
         if spec.edit_square_only and img.width != img.height:
-            problems.append(("image", f"{img.label} is {img.width}x{img.height}; {name} needs a square PNG (crop it square first)"))
+            problems.append(
+                ("image", f"{img.label} is {img.width}x{img.height}; {name} needs a square PNG (crop it square first)")
+            )
     if mask is not None:
         if mask.format != "png":
-            problems.append(("mask", f"the mask is {mask.format or 'not an image'}; it must be a PNG with an alpha channel"))
+            problems.append(
+                ("mask", f"the mask is {mask.format or 'not an image'}; it must be a PNG with an alpha channel")
+            )
         elif not mask.has_alpha:
-            problems.append(("mask", "the mask has no alpha channel: save it as RGBA PNG with the area to edit fully transparent (alpha 0)"))
+            problems.append(
+                (
+                    "mask",
+                    "the mask has no alpha channel: save it as RGBA PNG with the area to edit fully transparent (alpha 0)",
+                )
+            )
         if mask.bytes > spec.mask_max_bytes:
             problems.append(("mask", f"the mask is {mask.bytes / 1e6:.1f} MB; it must be under 4 MB"))
         if images and (mask.width, mask.height) != (images[0].width, images[0].height):
             first = images[0]
-            problems.append(("mask", f"the mask is {mask.width}x{mask.height} but the first image is {first.width}x{first.height}; they must match exactly"))
+            problems.append(
+                (
+                    "mask",
+                    f"the mask is {mask.width}x{mask.height} but the first image is {first.width}x{first.height}; they must match exactly",
+                )
+            )
     if problems:
         raise ValidationProblem(_join(problems), field=problems[0][0])

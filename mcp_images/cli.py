@@ -95,9 +95,7 @@ def _serve(ns: argparse.Namespace) -> int:
         log.warning("no API key: set MCP_IMAGES_API_KEY (or OPENAI_API_KEY); tools will say so when called")
     if ns.transport == "http":
         log.info("serving streamable HTTP at http://%s:%d/mcp", ns.host, ns.port)
-        server.run(
-            "streamable-http", host=ns.host, port=ns.port, max_request_body_size=HTTP_MAX_BODY_BYTES
-        )
+        server.run("streamable-http", host=ns.host, port=ns.port, max_request_body_size=HTTP_MAX_BODY_BYTES)
     else:
         server.run()
     return 0

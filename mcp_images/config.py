@@ -59,8 +59,12 @@ class Settings(BaseSettings):
     prices: Path | None = Field(default=None, description="Your own price table file (JSON).")
     providers: Path | None = Field(default=None, description="Your own providers file (JSON).")
     input_dirs: str = Field(default="", description="Folders local input images may come from (os.pathsep-separated).")
-    allowed_hosts: str = Field(default="", description="Hosts allowed for image URLs even on private addresses (comma-separated).")
-    convert_mask: bool = Field(default=False, description="Convert a black-and-white mask (white = edit) to an alpha mask.")
+    allowed_hosts: str = Field(
+        default="", description="Hosts allowed for image URLs even on private addresses (comma-separated)."
+    )
+    convert_mask: bool = Field(
+        default=False, description="Convert a black-and-white mask (white = edit) to an alpha mask."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("output_dir", "data_dir", "catalog", "prices", "providers", mode="before")

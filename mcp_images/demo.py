@@ -95,10 +95,10 @@ async def tour(output_dir: Path, base_url: str) -> int:
             nonlocal failures
             if name not in tools:
                 return None
-            progress: list[str] = []
+            seen: list[str] = []
 
-            async def on_progress(_p: float, _t: float | None, message: str | None) -> None:
-                progress.append(message or "")
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                seen.append(message or "")
 
             t0 = time.monotonic()
             result = await client.call_tool(name, args, progress_callback=on_progress)
@@ -111,8 +111,8 @@ async def tour(output_dir: Path, base_url: str) -> int:
             say(f"   arguments: {args}")
             for line in describe(result):
                 say(f"   {line}")
-            if progress:
-                say(f"   progress: {' | '.join(progress[:6])}{' ...' if len(progress) > 6 else ''}")
+            if seen:
+                say(f"   progress: {' | '.join(seen[:6])}{' ...' if len(seen) > 6 else ''}")
             return result
 
         steps: list[Callable[[], Awaitable[Any]]] = []
@@ -208,12 +208,16 @@ async def tour(output_dir: Path, base_url: str) -> int:
             await step()
     say()
     say(f"images are in {output_dir}")
-    say(f"total {time.monotonic() - started:.1f} s; {'all steps as expected' if not failures else f'{failures} unexpected'}")
+    say(
+        f"total {time.monotonic() - started:.1f} s; {'all steps as expected' if not failures else f'{failures} unexpected'}"
+    )
     return 1 if failures else 0
 
 
 def main(output_dir: str | None = None) -> int:
-    folder = Path(output_dir).expanduser().resolve() if output_dir else Path(tempfile.mkdtemp(prefix="mcp-images-demo-"))
+    folder = (
+        Path(output_dir).expanduser().resolve() if output_dir else Path(tempfile.mkdtemp(prefix="mcp-images-demo-"))
+    )
     folder.mkdir(parents=True, exist_ok=True)
     say("mcp-images demo: offline, against the local sandbox upstream (placeholder images, not a real model)")
     say(f"writing images to {folder}")

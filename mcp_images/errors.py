@@ -140,11 +140,11 @@ class GatewayTimeoutError(UpstreamError):
     """524: an aggregator's gateway cut a long synchronous request (302.ai: ~100 s)."""
 
 
-class TimeoutError_(UpstreamError):  # noqa: N801 - trailing underscore: not the builtin
+class TimeoutError_(UpstreamError):
     """The upstream did not answer within the read timeout."""
 
 
-class ConnectionError_(UpstreamError):  # noqa: N801 - trailing underscore: not the builtin
+class ConnectionError_(UpstreamError):
     """The upstream could not be reached."""
 
 

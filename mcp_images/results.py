@@ -104,9 +104,7 @@ def render(outcome: Outcome) -> CallToolResult:
             content.append(ImageContent(type="image", data=data, mime_type=st.mime_type))
         elif saved.preview is not None:
             pv = saved.preview
-            content.append(
-                ImageContent(type="image", data=base64.b64encode(pv.data).decode(), mime_type=pv.mime_type)
-            )
+            content.append(ImageContent(type="image", data=base64.b64encode(pv.data).decode(), mime_type=pv.mime_type))
         content.append(
             ResourceLink(
                 type="resource_link",

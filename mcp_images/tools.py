@@ -161,9 +161,7 @@ def _placeholder(index: int) -> Any:
     return InputFacts(label=f"image {index + 1}", format="png", width=1, height=1, bytes=0, has_alpha=False)
 
 
-async def edit_image(
-    rt: Runtime, args: EditArgs, progress: Progress, client_roots: list[Any] | None = None
-) -> Outcome:
+async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roots: list[Any] | None = None) -> Outcome:
     spec, params, warnings = validate(rt, args, edit=True)
     images, mask = await load_edit_inputs(rt, args, spec, client_roots)
     warnings += [i.note for i in images if i.note] + ([mask.note] if mask and mask.note else [])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import ImageContent, ResourceLink, TextContent
+from mcp.types import BlobResourceContents, ImageContent, ResourceLink, TextContent
 from PIL import Image
 
 from mcp_images.server import create_server
@@ -30,8 +30,19 @@ def decoded(block: ImageContent) -> Image.Image:
 async def test_tools_list_names_every_parameter_with_enums_and_bounds(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
     gen = tools["generate_image"].input_schema["properties"]
-    for name in ("prompt", "model", "n", "size", "quality", "background", "output_format",
-                 "output_compression", "moderation", "style", "user"):
+    for name in (
+        "prompt",
+        "model",
+        "n",
+        "size",
+        "quality",
+        "background",
+        "output_format",
+        "output_compression",
+        "moderation",
+        "style",
+        "user",
+    ):
         assert gen[name]["description"], name
     assert gen["quality"]["enum"] == ["low", "medium", "high", "auto", "standard", "hd"]
     assert (gen["n"]["minimum"], gen["n"]["maximum"]) == (1, 10)
@@ -40,7 +51,8 @@ async def test_tools_list_names_every_parameter_with_enums_and_bounds(client: Cl
     edit = tools["edit_image"].input_schema
     assert set(edit["required"]) == {"prompt", "image"}
     assert {"mask", "input_fidelity"} <= set(edit["properties"])
-    assert tools["generate_image"].annotations.open_world_hint is True
+    annotations = tools["generate_image"].annotations
+    assert annotations is not None and annotations.open_world_hint is True
 
 
 async def test_a_generation_returns_summary_preview_link_and_structured_facts(client: Client, sandbox: Any) -> None:
@@ -77,7 +89,8 @@ async def test_a_transparent_image_keeps_its_alpha_in_the_preview(client: Client
     preview = next(b for b in result.content if isinstance(b, ImageContent))
     img = decoded(preview)
     assert img.mode in ("RGBA", "LA", "PA", "P")
-    assert img.convert("RGBA").getextrema()[3][0] == 0  # some pixel fully transparent
+    alpha_min, _ = img.convert("RGBA").getchannel("A").getextrema()
+    assert alpha_min == 0  # some pixel fully transparent
     assert result.structured_content["images"][0]["mime_type"] == "image/webp"
 
 
@@ -86,6 +99,7 @@ async def test_the_image_resource_serves_the_saved_bytes_with_their_mime_type(cl
     image = result.structured_content["images"][0]
     read = await client.read_resource(image["uri"])
     blob = read.contents[0]
+    assert isinstance(blob, BlobResourceContents)
     assert blob.mime_type == "image/jpeg"
     assert base64.b64decode(blob.blob) == Path(image["path"]).read_bytes()
 
@@ -191,7 +205,9 @@ async def test_ten_wide_images_stay_under_the_client_size_limit(client: Client) 
     assert sum(isinstance(b, ImageContent) for b in result.content) == 10
 
 
-async def test_an_edit_takes_an_earlier_image_by_id_and_a_mask_by_path(client: Client, sandbox: Any, tmp_path: Path) -> None:
+async def test_an_edit_takes_an_earlier_image_by_id_and_a_mask_by_path(
+    client: Client, sandbox: Any, tmp_path: Path
+) -> None:
     first = await client.call_tool("generate_image", {"prompt": "a lake", "size": "1024x1024"})
     uri = first.structured_content["images"][0]["uri"]
     mask = Image.new("RGBA", (1024, 1024), (0, 0, 0, 255))
@@ -223,7 +239,9 @@ async def test_an_edit_takes_a_data_uri(client: Client) -> None:
     assert not result.is_error, text_of(result)
 
 
-async def test_a_mask_of_the_wrong_size_is_refused_with_both_sizes(client: Client, sandbox: Any, tmp_path: Path) -> None:
+async def test_a_mask_of_the_wrong_size_is_refused_with_both_sizes(
+    client: Client, sandbox: Any, tmp_path: Path
+) -> None:
     first = await client.call_tool("generate_image", {"prompt": "a lake", "size": "1024x1024"})
     mask_path = tmp_path / "out" / "small-mask.png"
     Image.new("RGBA", (512, 512)).save(mask_path)

@@ -1,0 +1,573 @@
+"""Background image jobs that outlive a client's tool-call timeout and a server restart.
+
+A job takes one to two minutes; many clients give up on a tool call after 60 s. So a job
+runs as a task: the agent gets an id at once and polls ``check_task``. Records live in
+SQLite (``<data_dir>/tasks.sqlite3``) so that any server over the same data folder sees
+every finished result. Several servers may share the folder (each stdio client starts
+its own), so every manager registers an *owner* row with a heartbeat: only jobs whose
+owner is gone are reported as cut off, or resumed when the provider holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel
+
+from mcp_images.errors import ConfigError, McpImagesError, TaskError
+from mcp_images.progress import Progress, Send
+
+logger = logging.getLogger(__name__)
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+SCHEMA_VERSION = 1
+DEFAULT_TTL_SECONDS = 7 * 86400
+POLL_SECONDS = 0.5  # how often wait() re-reads a record that another process owns
+PROGRESS_WRITE_SECONDS = 1.0  # heartbeats touch the record at most this often
+HOUSEKEEPING_SECONDS = 10.0  # owner heartbeat, orphan sweep, expiry
+OWNER_STALE_SECONDS = 120.0  # an owner silent this long is gone (generous: a busy loop is not death)
+CANCEL_GRACE_SECONDS = 10.0  # how long cancel() waits for the job to stop
+RESTART_REASON = "the server stopped while this job ran (restart); its result was not received — run it again"
+SHUTDOWN_REASON = "the server stopped while this job ran; run it again"
+
+_JSON_FIELDS = ("progress", "result", "error", "args")
+_COLUMNS = (
+    "id", "tool", "status", "created_at", "updated_at", "finished_at", "phase", "progress",
+    "result", "error", "provider", "provider_task_id", "args", "owner",
+)  # fmt: skip
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, tool TEXT NOT NULL, status TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL,
+    phase TEXT, progress TEXT NOT NULL, result TEXT, error TEXT,
+    provider TEXT, provider_task_id TEXT, args TEXT NOT NULL, owner TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
+CREATE TABLE IF NOT EXISTS owners (
+    owner TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, seen_at REAL NOT NULL);
+"""
+
+
+class TaskRecord(BaseModel):
+    """One task as stored: what check_task reports."""
+
+    id: str
+    tool: str
+    status: TaskStatus
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    phase: str | None
+    progress: list[str]  # notes so far, e.g. "partial image 1 saved: images://…"
+    result: dict[str, Any] | None  # the finished tool result, opaque here
+    error: dict[str, Any] | None  # for failed and cancelled tasks
+    provider: str | None
+    provider_task_id: str | None  # set while a provider (302.ai async) holds the job
+    args: dict[str, Any]
+    owner: str  # the manager (process) that runs or last ran the job
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return (self.finished_at or time.time()) - self.created_at
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class OwnerRow:
+    pid: int
+    host: str
+    seen_at: float
+
+
+class TaskStore:
+    """A thin sqlite3 layer; every call is short and safe from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        """Open (and create if missing) the task database.
+
+        Raises:
+            ConfigError: the file is not a task database this version can use.
+        """
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit; timeout waits out another process's write lock
+            self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # safe with WAL (no corruption); a power cut may lose the last progress line
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                self._db.close()
+                raise ConfigError(
+                    f"the task database {path} was written by a newer mcp-images "
+                    f"(schema {version}); upgrade, or point the data folder elsewhere"
+                )
+            self._db.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"cannot open the task database {path}: {exc}") from exc
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
+        """Execute one statement; return its rows and row count (read under the lock)."""
+        with self._lock:
+            cur = self._db.execute(sql, params)
+            return cur.fetchall(), cur.rowcount
+
+    def create(self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None) -> TaskRecord:
+        now = time.time()
+        record = TaskRecord(
+            id=f"task-{secrets.token_hex(8)}", tool=tool, status="queued", created_at=now,
+            updated_at=now, finished_at=None, phase=None, progress=[], result=None, error=None,
+            provider=provider, provider_task_id=None, args=args, owner=owner,
+        )  # fmt: skip
+        row = _to_row(record.model_dump())
+        marks = ", ".join("?" for _ in _COLUMNS)
+        self._run(f"INSERT INTO tasks ({', '.join(_COLUMNS)}) VALUES ({marks})", row)
+        return record
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        rows, _ = self._run(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE id = ?", (task_id,))
+        return _from_row(rows[0]) if rows else None
+
+    def update(self, task_id: str, **fields: Any) -> TaskRecord:
+        """Set some fields (``updated_at`` too) and return the record as it now stands.
+
+        Raises:
+            TaskError: no record has this id.
+        """
+        self._set(task_id, fields, "")
+        return self._must_get(task_id)
+
+    def finish(self, task_id: str, status: TaskStatus, **fields: Any) -> TaskRecord:
+        """Finish a task unless it already finished (a cancel from another server wins).
+
+        Raises:
+            TaskError: no record has this id.
+        """
+        fields.update(status=status, finished_at=time.time())
+        self._set(task_id, fields, " AND status IN ('queued', 'running')")
+        return self._must_get(task_id)
+
+    def mark_running(self, task_id: str) -> None:
+        """queued -> running (a task cancelled meanwhile stays cancelled)."""
+        self._set(task_id, {"status": "running"}, " AND status = 'queued'")
+
+    def claim(self, task_id: str, old_owner: str, new_owner: str) -> bool:
+        """Take a task over from a gone owner; False if another server took it first."""
+        _, count = self._run(
+            "UPDATE tasks SET owner = ?, updated_at = ? WHERE id = ? AND owner = ?",
+            (new_owner, time.time(), task_id, old_owner),
+        )
+        return count == 1
+
+    def unfinished(self) -> list[TaskRecord]:
+        rows, _ = self._run(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE status IN ('queued', 'running')")
+        return [_from_row(row) for row in rows]
+
+    def expire(self, older_than_seconds: float) -> int:
+        """Delete finished records that finished longer ago than that; return how many."""
+        _, count = self._run(
+            "DELETE FROM tasks WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?",
+            (time.time() - older_than_seconds,),
+        )
+        return count
+
+    def touch_owner(self, owner: str, pid: int, host: str) -> None:
+        """Register an owner, or say it is still alive."""
+        self._run(
+            "INSERT OR REPLACE INTO owners (owner, pid, host, seen_at) VALUES (?, ?, ?, ?)",
+            (owner, pid, host, time.time()),
+        )
+
+    def drop_owner(self, owner: str) -> None:
+        self._run("DELETE FROM owners WHERE owner = ?", (owner,))
+
+    def owners(self) -> dict[str, OwnerRow]:
+        rows, _ = self._run("SELECT owner, pid, host, seen_at FROM owners")
+        return {owner: OwnerRow(pid, host, seen_at) for owner, pid, host, seen_at in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _set(self, task_id: str, fields: dict[str, Any], where: str) -> None:
+        unknown = set(fields) - set(_COLUMNS[1:])
+        if unknown:  # names go into the SQL text, so only known columns pass
+            raise ValueError(f"unknown task fields: {sorted(unknown)}")
+        fields = {"updated_at": time.time(), **fields}
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        params = (*_to_row(fields), task_id)
+        self._run(f"UPDATE tasks SET {sets} WHERE id = ?{where}", params)
+
+    def _must_get(self, task_id: str) -> TaskRecord:
+        record = self.get(task_id)
+        if record is None:
+            raise TaskError(f"no task with id {task_id}")
+        return record
+
+
+def _to_row(fields: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        json.dumps(value) if name in _JSON_FIELDS and value is not None else value for name, value in fields.items()
+    )
+
+
+def _from_row(row: tuple[Any, ...]) -> TaskRecord:
+    data = dict(zip(_COLUMNS, row, strict=True))
+    for name in _JSON_FIELDS:
+        if data[name] is not None:
+            data[name] = json.loads(data[name])
+    return TaskRecord.model_validate(data)
+
+
+class TaskHandle:
+    """What a job may tell the manager besides progress."""
+
+    def __init__(self, task_id: str, store: TaskStore) -> None:
+        self.task_id = task_id
+        self._store = store
+
+    def set_provider_task_id(self, pid: str) -> None:
+        """Persist the provider's job id at once, so that a restart can resume polling."""
+        self._store.update(self.task_id, provider_task_id=pid)
+
+
+Job = Callable[[Progress, TaskHandle], Awaitable[dict[str, Any]]]
+ErrorToDict = Callable[[BaseException], dict[str, Any]]
+
+
+@dataclass(eq=False)
+class _Live:
+    """A job running in this process."""
+
+    task_id: str
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    listeners: list[Send] = field(default_factory=list)
+    progress: Progress | None = None
+    cancel_requested: bool = False
+    last_written: tuple[str, list[str]] | None = None
+    last_write_at: float = 0.0
+
+
+class TaskManager:
+    """Runs jobs in the background, records them, and answers waits and cancels."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        error_to_dict: ErrorToDict,
+    ) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._error_to_dict = error_to_dict
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
+        self._host = socket.gethostname()
+        self._live: dict[str, _Live] = {}
+        self._tg: TaskGroup | None = None
+        self._closing = False
+        self._make_poller: Callable[[TaskRecord], Job | None] | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[TaskManager]:
+        """Own the background jobs; on exit, cancel them (provider-held ones stay resumable)."""
+        self._store.touch_owner(self.owner, os.getpid(), self._host)
+        self._housekeep()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg, self._closing = tg, False
+                tg.start_soon(self._housekeeping)
+                try:
+                    yield self
+                finally:
+                    self._closing = True
+                    tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            for live in list(self._live.values()):  # jobs cancelled before they ever ran
+                self._record_interrupted(live)
+            self._live.clear()
+            self._store.drop_owner(self.owner)
+
+    def resume_provider_tasks(self, make_poller: Callable[[TaskRecord], Job | None]) -> int:
+        """Poll again the jobs a provider holds whose server is gone; return how many.
+
+        ``make_poller`` returns None when a job cannot be resumed; it is then failed.
+        The factory is kept, so jobs left by a server that stops later are picked up too.
+        """
+        tg = self._task_group()
+        self._make_poller = make_poller
+        owners, resumed = self._store.owners(), 0
+        for record in self._store.unfinished():
+            if not record.provider_task_id or self._owner_alive(record.owner, owners):
+                continue
+            if not self._store.claim(record.id, record.owner, self.owner):
+                continue  # another server took it first
+            job = make_poller(record)
+            if job is None:
+                reason = (
+                    f"the server restarted and cannot resume polling task "
+                    f"{record.provider_task_id} of {record.provider}; run it again"
+                )
+                self._store.finish(record.id, "failed", error=self._error_to_dict(TaskError(reason)))
+                continue
+            live = self._live[record.id] = _Live(record.id)
+            tg.start_soon(self._run, live, job)
+            resumed += 1
+        return resumed
+
+    async def start(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        job: Job,
+        *,
+        provider: str | None = None,
+        send: Send | None = None,
+    ) -> TaskRecord:
+        """Record a task (queued) and run ``job`` in the background; return at once.
+
+        ``send`` gets the job's progress until the job ends; pass None when the caller
+        returns before that (its progress token dies with its request).
+        """
+        tg = self._task_group()
+        record = self._store.create(tool, args, owner=self.owner, provider=provider)
+        live = self._live[record.id] = _Live(record.id, listeners=[send] if send else [])
+        tg.start_soon(self._run, live, job)
+        return record
+
+    def get(self, task_id: str) -> TaskRecord:
+        """The task's current record.
+
+        Raises:
+            TaskError: unknown id, or the record expired.
+        """
+        record = self._store.get(task_id)
+        cutoff = time.time() - self._ttl  # expired but not yet swept counts as expired
+        if record is None or (record.finished_at is not None and record.finished_at < cutoff):
+            raise TaskError(f"no task with id {task_id} (unknown, or expired after {_span(self._ttl)})")
+        return record
+
+    async def wait(self, task_id: str, timeout: float, *, send: Send | None = None) -> TaskRecord:
+        """Return when the task finishes, or after ``timeout`` seconds with its state.
+
+        ``send``, if given, gets the job's progress while waiting (jobs of this process).
+
+        Raises:
+            TaskError: unknown or expired id.
+        """
+        record = self.get(task_id)
+        live = self._live.get(task_id)
+        if record.finished:
+            return record
+        with anyio.move_on_after(max(timeout, 0.0)):
+            if live is not None:
+                live.listeners.extend([send] if send else [])
+                try:
+                    await live.done.wait()
+                finally:
+                    _detach(live, send)
+            else:  # another process runs it: read the record again now and then
+                while not self.get(task_id).finished:
+                    await anyio.sleep(POLL_SECONDS)
+        return self.get(task_id)
+
+    async def run_attached(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        job: Job,
+        *,
+        send: Send | None,
+        handoff_after: float | None,
+    ) -> TaskRecord:
+        """Run a job as a task and wait for it; hand it off after ``handoff_after`` seconds.
+
+        Returns the finished record, or the running one when the hand-off time came first
+        (the job goes on in the background). If the caller is cancelled, the job is
+        cancelled too (aborting its upstream request) and recorded so.
+        """
+        record = await self.start(tool, args, job, send=send)
+        live = self._live[record.id]
+        try:
+            with anyio.move_on_after(math.inf if handoff_after is None else handoff_after):
+                await live.done.wait()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self.cancel(record.id)
+            raise
+        finally:
+            _detach(live, send)
+        return self.get(record.id)
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel a task and return its record (a finished task is left as it is).
+
+        A job of another server is marked cancelled; that server stops it at its next
+        progress message.
+
+        Raises:
+            TaskError: unknown or expired id.
+        """
+        record = self.get(task_id)
+        if record.finished:
+            return record
+        live = self._live.get(task_id)
+        if live is None:
+            error = self._error_to_dict(TaskError("cancelled on request"))
+            return self._store.finish(task_id, "cancelled", error=error)
+        live.cancel_requested = True
+        live.scope.cancel()
+        with anyio.move_on_after(CANCEL_GRACE_SECONDS):  # a job that ignores it stays "running"
+            await live.done.wait()
+        return self.get(task_id)
+
+    # -- running one job ---------------------------------------------------------------
+
+    async def _run(self, live: _Live, job: Job) -> None:
+        try:
+            with live.scope:
+                fields = await self._execute(live, job)
+                self._store.finish(live.task_id, **fields)
+        except (sqlite3.Error, TaskError):  # top of a job: a broken database must not stop the rest
+            logger.exception("task %s: could not record its outcome", live.task_id)
+        finally:
+            self._live.pop(live.task_id, None)
+            live.done.set()
+
+    async def _execute(self, live: _Live, job: Job) -> dict[str, Any]:
+        async def forward(count: float, total: float | None, message: str) -> None:
+            await self._on_progress(live, count, total, message)
+
+        live.progress = Progress(forward)
+        try:
+            self._store.mark_running(live.task_id)
+            result = await job(live.progress, TaskHandle(live.task_id, self._store))
+            json.dumps(result)  # fail here, as the job's failure, if it cannot be stored
+            return {"status": "succeeded", "result": result}
+        except McpImagesError as exc:
+            return {"status": "failed", "error": self._error_to_dict(exc)}
+        except anyio.get_cancelled_exc_class():
+            self._record_interrupted(live)
+            raise
+        except Exception:  # top of a background job: a bug still ends the task, never loses it
+            logger.exception("task %s: the job failed unexpectedly", live.task_id)
+            error = McpImagesError("internal error in mcp-images; see the server log")
+            return {"status": "failed", "error": self._error_to_dict(error)}
+
+    def _record_interrupted(self, live: _Live) -> None:
+        """Record why a job stopped without an outcome: cancelled, or the server stopped."""
+        if live.cancel_requested:
+            error = self._error_to_dict(TaskError("cancelled on request"))
+            self._store.finish(live.task_id, "cancelled", error=error)
+            return
+        record = self._store.get(live.task_id)
+        if record is not None and not record.provider_task_id:
+            error = self._error_to_dict(TaskError(SHUTDOWN_REASON))
+            self._store.finish(live.task_id, "failed", error=error)
+        # provider-held: stays running; the next server polls it again
+
+    async def _on_progress(self, live: _Live, count: float, total: float | None, msg: str) -> None:
+        self._record_progress(live)
+        for send in list(live.listeners):
+            try:
+                await send(count, total, msg)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                _detach(live, send)  # that client went away; the job goes on
+
+    def _record_progress(self, live: _Live) -> None:
+        """Store phase and notes: changes at once, heartbeats at most once a second."""
+        if live.progress is None:
+            return
+        state = (live.progress.phase_name, list(live.progress.events))
+        now = time.monotonic()
+        if state == live.last_written and now - live.last_write_at < PROGRESS_WRITE_SECONDS:
+            return
+        record = self._store.update(live.task_id, phase=state[0], progress=state[1])
+        live.last_written, live.last_write_at = state, now
+        if record.finished:  # another server cancelled it (or gave it up): stop, keep its verdict
+            live.cancel_requested = True
+            live.scope.cancel()
+
+    # -- owners, orphans, expiry -------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await anyio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                self._store.touch_owner(self.owner, os.getpid(), self._host)
+                self._housekeep()
+                if self._make_poller is not None:
+                    self.resume_provider_tasks(self._make_poller)
+            except (sqlite3.Error, McpImagesError):  # a busy database now and then is no reason to stop
+                logger.exception("task housekeeping failed; trying again later")
+
+    def _housekeep(self) -> None:
+        """Drop expired records; fail local jobs whose server is gone."""
+        self._store.expire(self._ttl)
+        owners = self._store.owners()
+        for record in self._store.unfinished():
+            if record.provider_task_id or self._owner_alive(record.owner, owners):
+                continue
+            error = self._error_to_dict(TaskError(RESTART_REASON))
+            self._store.finish(record.id, "failed", error=error)
+
+    def _owner_alive(self, owner: str, owners: dict[str, OwnerRow]) -> bool:
+        if owner == self.owner:
+            return True
+        row = owners.get(owner)
+        if row is None or time.time() - row.seen_at > OWNER_STALE_SECONDS:
+            return False
+        return row.host != self._host or _pid_alive(row.pid)
+
+    def _task_group(self) -> TaskGroup:
+        if self._tg is None or self._closing:
+            raise RuntimeError("the task manager is not running: use `async with manager.running()`")
+        return self._tg
+
+
+def _detach(live: _Live, send: Send | None) -> None:
+    """Stop forwarding the job's progress to ``send`` (its request is over)."""
+    if send is not None and send in live.listeners:
+        live.listeners.remove(send)
+
+
+def _span(seconds: float) -> str:
+    """``7 days``, ``1 hour``, ``90 seconds``."""
+    units = (("day", 86400), ("hour", 3600), ("minute", 60))
+    unit, size = next(((u, n) for u, n in units if seconds >= n), ("second", 1))
+    count = round(seconds / size, 2)
+    return f"{count:g} {unit}{'' if count == 1 else 's'}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT; rely on the heartbeat
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
