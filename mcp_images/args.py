@@ -18,13 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcp_images.catalog import Background, InputFidelity, Moderation, OutputFormat, Quality, Style
 
 MAX_EDIT_IMAGES = 16
+# The bound belongs to the list arm only: on the union it would also cap a path's length.
+ImageRefs = str | Annotated[list[str], Field(min_length=1, max_length=MAX_EDIT_IMAGES)]
 IMAGE_REF_HELP = (
     "absolute file path, file:// URI, images://<id> (or bare id) of an image this server made, "
     "https:// URL, or data: URI / base64"
 )
 
 
-class ImageArgs(BaseModel):
+class CommonArgs(BaseModel):
     """Arguments shared by generate_image, edit_image and estimate_cost."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -60,12 +62,27 @@ class ImageArgs(BaseModel):
     moderation: Moderation | None = Field(default=None, description="GPT image only: low or auto.")
     style: Style | None = Field(default=None, description="dall-e-3 only.")
     user: str | None = Field(default=None, max_length=256, description="End-user id for abuse monitoring.")
+    stream: bool | None = Field(
+        default=None, description="GPT image: stream partial images as they render (saved and announced as progress)."
+    )
+    partial_images: int | None = Field(default=None, ge=0, le=3, description="0-3 partial images; needs stream=true.")
+
+
+class ImageArgs(CommonArgs):
+    """generate_image's arguments."""
+
+    async_: bool = Field(
+        default=False,
+        alias="async",
+        description="Return a task_id at once and run in the background; collect with check_task. "
+        "Use for high quality or large sizes (1-2 min) so the call cannot time out.",
+    )
 
 
 class EditArgs(ImageArgs):
     """generate_image's arguments plus the inputs of an edit."""
 
-    image: str | list[str] = Field(
+    image: ImageRefs = Field(
         description=f"Image(s) to edit, 1-{MAX_EDIT_IMAGES}, each an {IMAGE_REF_HELP}. "
         "GPT image: png/jpeg/webp under 50 MB; dall-e-2: one square PNG under 4 MB.",
     )
@@ -80,6 +97,34 @@ class EditArgs(ImageArgs):
 
     def image_list(self) -> list[str]:
         return [self.image] if isinstance(self.image, str) else list(self.image)
+
+
+class EstimateArgs(CommonArgs):
+    """estimate_cost's arguments: the call you are about to make (prompt and images optional)."""
+
+    prompt: str = Field(default="", max_length=32_000, description="The prompt (its length adds text tokens).")
+    image: ImageRefs | None = Field(
+        default=None,
+        description="For an edit: the input images as references (only their dimensions are read) or WIDTHxHEIGHT.",
+    )
+    mask: str | None = Field(default=None, description="For an edit: the mask (checked as the edit would).")
+    input_fidelity: InputFidelity | None = Field(default=None, description="For an edit: low or high.")
+
+    def image_list(self) -> list[str]:
+        if self.image is None:
+            return []
+        return [self.image] if isinstance(self.image, str) else list(self.image)
+
+
+class CheckTaskArgs(BaseModel):
+    """check_task's arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, max_length=64, description="The task_id an async call returned.")
+    wait_seconds: float = Field(
+        default=0, ge=0, le=50, description="Wait up to this long (max 50) for the task to finish before answering."
+    )
 
 
 def with_models(description: str | None, models: list[str]) -> str | None:
@@ -100,7 +145,7 @@ def tool_signature(model: type[BaseModel], models: list[str], *leading: inspect.
         copy.default = default if default is not inspect.Parameter.empty else copy.default
         params.append(
             inspect.Parameter(
-                info.alias or name,
+                name,  # the alias (e.g. "async") stays on the FieldInfo: the SDK passes it as the key
                 inspect.Parameter.KEYWORD_ONLY,
                 default=default,
                 annotation=Annotated[info.annotation, copy],

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     convert_mask: bool = Field(
         default=False, description="Convert a black-and-white mask (white = edit) to an alpha mask."
     )
+    sync_timeout: float = Field(
+        default=50.0,
+        ge=0,
+        description="Seconds a synchronous call may run before it hands over to a task (0 = never).",
+    )
+    task_ttl_days: float = Field(default=7.0, gt=0, description="Days a finished task's record is kept.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("output_dir", "data_dir", "catalog", "prices", "providers", mode="before")

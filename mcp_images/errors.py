@@ -150,3 +150,16 @@ class ConnectionError_(UpstreamError):
 
 class StreamError(UpstreamError):
     """A server-sent event stream ended early or carried an error event."""
+
+
+def error_dict(exc: BaseException) -> dict[str, object]:
+    """What a tool error (or a failed task) carries: type, message and the upstream's ids."""
+    detail: dict[str, object] = {"type": type(exc).__name__.rstrip("_"), "message": str(exc)}
+    if isinstance(exc, UpstreamError):
+        detail.update(status_code=exc.status_code, code=exc.code, request_id=exc.request_id)
+    if isinstance(exc, ModerationError):
+        detail["categories"] = exc.categories
+    field = getattr(exc, "field", None)
+    if field:
+        detail["field"] = field
+    return detail

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mcp_images.inputs import InputPolicy
     from mcp_images.pricing import PriceTable
     from mcp_images.providers import Provider
+    from mcp_images.tasks import TaskManager
     from mcp_images.upstream import ImagesAPI
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,28 @@ class Runtime:
         self._owns_http = http_client is None
         self._http_lock = anyio.Lock()
         self.transport_kind = "stdio"
+        self.task_manager: TaskManager | None = None
+        self.tasks_error: str | None = None
+        self.tasks_ready = anyio.Event()
+        # A user's own data files are read now, so a broken one stops the start with its line
+        # and reason; the built-in ones load on first use (start-up stays cheap).
+        if settings.providers is not None:
+            _ = self.provider
+        if settings.prices is not None:
+            _ = self.prices
+
+    async def tasks(self) -> TaskManager:
+        """The task manager, once the background start-up has opened its database.
+
+        Raises:
+            ConfigError: the task database could not be opened (the reason says why).
+        """
+        from mcp_images.errors import ConfigError
+
+        await self.tasks_ready.wait()
+        if self.task_manager is None:
+            raise ConfigError(self.tasks_error or "background tasks are not running (the server is stopping)")
+        return self.task_manager
 
     @cached_property
     def provider(self) -> Provider:

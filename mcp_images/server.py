@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context
@@ -21,9 +22,9 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AnyUrl, BaseModel, ValidationError
 
 from mcp_images import __version__
-from mcp_images.args import EditArgs, ImageArgs, compact_schema, tool_signature
+from mcp_images.args import CheckTaskArgs, EditArgs, EstimateArgs, ImageArgs, compact_schema, tool_signature
 from mcp_images.config import Settings
-from mcp_images.errors import McpImagesError, ModerationError, UpstreamError
+from mcp_images.errors import McpImagesError, error_dict
 from mcp_images.progress import Progress
 from mcp_images.runtime import Runtime
 from mcp_images.store import id_from_ref
@@ -42,6 +43,15 @@ preview per image, its path, an images:// link, token usage and cost."""
 EDIT_DESCRIPTION = """Edit or combine images with a prompt (optionally a mask: transparent = \
 area to change). Inputs: paths, images:// ids, URLs, data URIs. Returns like generate_image."""
 
+CHECK_DESCRIPTION = """Status of a task started with async=true (or handed off after a long wait). \
+Returns the same result as a direct call once it has succeeded; wait_seconds long-polls."""
+
+ESTIMATE_DESCRIPTION = """Price a generate_image or edit_image call before making it: pass the same \
+arguments. Tokens by kind, price per 1M, USD per image and total, exact or estimated, table and date."""
+
+POLL_AFTER_SECONDS = 15.0
+INLINE_REF_KEEP_CHARS = 2048  # longer image references are inline data: not stored on a task
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 
 
@@ -71,15 +81,13 @@ class ImagesServer(MCPServer[Any]):
 
 def error_result(exc: McpImagesError) -> CallToolResult:
     """A tool error that keeps what the upstream said (message, code, request id), no secrets."""
-    text = str(exc)
-    detail: dict[str, Any] = {"type": type(exc).__name__, "message": text}
-    if isinstance(exc, UpstreamError):
-        detail.update(status_code=exc.status_code, code=exc.code, request_id=exc.request_id)
-    if isinstance(exc, ModerationError):
-        detail["categories"] = exc.categories
-    field = getattr(exc, "field", None)
-    if field:
-        detail["field"] = field
+    return error_result_from_dict(error_dict(exc))
+
+
+def error_result_from_dict(detail: dict[str, Any], *, task_id: str | None = None) -> CallToolResult:
+    text = str(detail.get("message", "failed"))
+    if task_id:
+        detail = {**detail, "task_id": task_id}
     return CallToolResult(
         content=[TextContent(type="text", text=text)], structured_content={"error": detail}, is_error=True
     )
@@ -155,17 +163,131 @@ def make_tool(
     return tool
 
 
-async def _generate(rt: Runtime, args: ImageArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
-    from mcp_images import results, tools
+def _record_args(args: BaseModel) -> dict[str, Any]:
+    """The arguments as stored on a task: inline image data shortened, never the bytes."""
+    dumped = args.model_dump(mode="json", by_alias=True, exclude_none=True)
 
-    return results.render(await tools.generate_image(rt, args, progress))
+    def trim(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > INLINE_REF_KEEP_CHARS:
+            return f"{value[:40]}...<{len(value):,} chars of inline image data>"
+        if isinstance(value, list):
+            return [trim(v) for v in value]
+        return value
+
+    return {"arguments": {k: trim(v) for k, v in dumped.items()}}
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    from mcp_images import results
+
+    return results.render(outcome).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def task_started(record: Any, *, poll_after: float, handed_off: bool = False) -> CallToolResult:
+    why = (
+        f"It took longer than {record.elapsed_seconds:.0f} s, so it goes on in the background"
+        if handed_off
+        else "It runs in the background"
+    )
+    text = (
+        f"Task {record.id} is {record.status}. {why}: call check_task with task_id={record.id!r} "
+        f"and wait_seconds=30 to collect the images (nothing is lost if you come back later)."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={"task_id": record.id, "status": record.status, "poll_after_seconds": poll_after},
+    )
+
+
+def task_result(record: Any) -> CallToolResult:
+    """A task's state as a tool result: the stored result once it has succeeded."""
+    if record.status == "succeeded" and record.result is not None:
+        return CallToolResult.model_validate(record.result)
+    if record.status in ("failed", "cancelled"):
+        detail = dict(record.error or {"type": "TaskError", "message": f"task {record.id} {record.status}"})
+        if record.status == "cancelled":
+            detail["message"] = f"task {record.id} was cancelled: {detail.get('message', '')}".rstrip(": ")
+        return error_result_from_dict({**detail, "status": record.status}, task_id=record.id)
+    partials = [p for p in record.progress if "images://" in p]
+    text = (
+        f"Task {record.id} is {record.status} ({record.phase or 'queued'}, {record.elapsed_seconds:.0f} s so far"
+        f"{f'; {len(partials)} partial image(s): ' + ', '.join(p.split(': ')[-1] for p in partials) if partials else ''}). "
+        "Call check_task again with wait_seconds=30."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={
+            "task_id": record.id,
+            "status": record.status,
+            "phase": record.phase,
+            "elapsed_seconds": round(record.elapsed_seconds, 1),
+            "progress": record.progress,
+            "poll_after_seconds": POLL_AFTER_SECONDS,
+        },
+    )
+
+
+async def _image_tool(
+    rt: Runtime, args: ImageArgs, progress: Progress, ctx: Context[Any, Any], name: str
+) -> CallToolResult:
+    """generate_image / edit_image: validate now, then run as a task (attached unless async)."""
+    from mcp_images import tools
+
+    edit = isinstance(args, EditArgs)
+    tools.validate(rt, args, edit=edit)  # refusals come back at once and create no task
+    roots = await client_roots(ctx) if edit else None
+    manager = await rt.tasks()
+    provider_side = args.async_ and rt.provider.async_mode is not None and not args.stream
+
+    async def job(job_progress: Progress, handle: Any) -> dict[str, Any]:
+        if provider_side:
+            return _outcome_json(await tools.submit_provider_job(rt, args, job_progress, handle, roots))
+        if isinstance(args, EditArgs):
+            return _outcome_json(await tools.edit_image(rt, args, job_progress, roots))
+        return _outcome_json(await tools.generate_image(rt, args, job_progress))
+
+    if args.async_:
+        provider = rt.provider.name if provider_side else None
+        record = await manager.start(name, _record_args(args), job, provider=provider)
+        return task_started(record, poll_after=POLL_AFTER_SECONDS)
+    handoff = rt.settings.sync_timeout or None
+    record = await manager.run_attached(name, _record_args(args), job, send=ctx.report_progress, handoff_after=handoff)
+    if not record.finished:
+        return task_started(record, poll_after=POLL_AFTER_SECONDS, handed_off=True)
+    return task_result(record)
+
+
+async def _generate(rt: Runtime, args: ImageArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
+    return await _image_tool(rt, args, progress, ctx, "generate_image")
 
 
 async def _edit(rt: Runtime, args: EditArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
-    from mcp_images import results, tools
+    return await _image_tool(rt, args, progress, ctx, "edit_image")
 
-    roots = await client_roots(ctx)
-    return results.render(await tools.edit_image(rt, args, progress, roots))
+
+async def _check_task(rt: Runtime, args: CheckTaskArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
+    manager = await rt.tasks()
+    record = await manager.wait(args.task_id, args.wait_seconds, send=ctx.report_progress)
+    return task_result(record)
+
+
+async def _estimate(rt: Runtime, args: EstimateArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
+    from mcp_images import tools
+
+    roots = await client_roots(ctx) if args.image is not None or args.mask is not None else None
+    est = await tools.estimate(rt, args, roots)
+    b = est.breakdown
+    lines = [f"{est.model}, n={args.n or 1}: {b.summary()}"]
+    for line in b.lines:
+        tokens = f"{line.tokens:,}" if line.tokens is not None else "-"
+        if line.tokens_max is not None and line.tokens_max != line.tokens:
+            tokens += f"-{line.tokens_max:,}"
+        price = f" @ ${line.price_per_1m:g}/1M" if line.price_per_1m is not None else ""
+        label = "exact" if line.exact else "estimate"
+        lines.append(f"- {line.kind}: {tokens} tokens{price} ({label}: {line.basis})")
+    lines.extend(f"note: {n}" for n in [*b.notes, *est.warnings])
+    structured = {"model": est.model, "n": args.n or 1, "input_sizes": est.input_sizes, **b.model_dump(mode="json")}
+    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured)
 
 
 def build_tools(rt: Runtime) -> list[Tool]:
@@ -188,7 +310,71 @@ def build_tools(rt: Runtime) -> list[Tool]:
             body=_edit,
             annotations=WRITE,
         ),
+        make_tool(
+            rt,
+            name="check_task",
+            title="Check task",
+            description=CHECK_DESCRIPTION,
+            model=CheckTaskArgs,
+            body=_check_task,
+            annotations=READ,
+        ),
+        make_tool(
+            rt,
+            name="estimate_cost",
+            title="Estimate cost",
+            description=ESTIMATE_DESCRIPTION,
+            model=EstimateArgs,
+            body=_estimate,
+            annotations=READ,
+        ),
     ]
+
+
+async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
+    """Open the task database and keep the manager running until ``stop``.
+
+    Runs in the background right after start-up, so sqlite3 and the restart recovery
+    (resuming provider-held jobs, failing orphaned local ones) never delay ``initialize``.
+    """
+    from mcp_images.errors import ConfigError
+    from mcp_images.tasks import TaskManager, TaskStore
+
+    try:
+        store = TaskStore(rt.settings.resolved_data_dir / "tasks.sqlite3")
+    except ConfigError as exc:
+        rt.tasks_error = str(exc)
+        rt.tasks_ready.set()
+        return
+    manager = TaskManager(store, ttl_seconds=rt.settings.task_ttl_days * 86400, error_to_dict=error_dict)
+    try:
+        async with manager.running():
+            resumed = manager.resume_provider_tasks(lambda record: _make_poller(rt, record))
+            if resumed:
+                logger.info("resumed polling %d provider-held task(s)", resumed)
+            rt.task_manager = manager
+            rt.tasks_ready.set()
+            await stop.wait()
+    finally:
+        rt.task_manager = None
+        store.close()
+
+
+def _make_poller(rt: Runtime, record: Any) -> Any:
+    """A job that polls a provider-held task again after a restart (None: cannot)."""
+    from mcp_images import tools
+
+    model = EditArgs if record.tool == "edit_image" else ImageArgs
+    try:
+        args = model.model_validate(record.args.get("arguments", {}))
+    except ValidationError:
+        return None
+    provider_id = record.provider_task_id
+
+    async def job(progress: Progress, handle: Any) -> dict[str, Any]:
+        return _outcome_json(await tools.poll_provider_job(rt, args, provider_id, progress))
+
+    return job
 
 
 def create_server(settings: Settings, *, http_client: Any = None, transport: str = "stdio") -> ImagesServer:
@@ -198,8 +384,16 @@ def create_server(settings: Settings, *, http_client: Any = None, transport: str
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Runtime]:
+        stop = anyio.Event()
+        rt.tasks_ready = anyio.Event()
+        rt.tasks_error = None
         try:
-            yield rt
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_tasks, rt, stop)
+                try:
+                    yield rt
+                finally:
+                    stop.set()
         finally:
             await rt.aclose()
 
