@@ -71,6 +71,13 @@ class CommonArgs(BaseModel):
 class ImageArgs(CommonArgs):
     """generate_image's arguments."""
 
+    output_path: str | None = Field(
+        default=None, max_length=512, description="Subfolder of the output folder to save in (never outside it)."
+    )
+    filename: str | None = Field(
+        default=None, max_length=128, description="Base file name; sanitised, saved as <name>-<id>.<ext>, never overwrites."
+    )
+
     async_: bool = Field(
         default=False,
         alias="async",

@@ -225,6 +225,9 @@ class ImageParams:
     input_fidelity: str | None = None
     stream: bool = False
     partial_images: int | None = None
+    # Where to save (already checked to stay inside the output folder); not sent upstream.
+    subdir: Path | None = None
+    filename: str | None = None
 
     def effective_format(self) -> str:
         return self.output_format or "png"

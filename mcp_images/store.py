@@ -66,6 +66,49 @@ def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
     return slug or "image"
 
 
+SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+NAME_MAX_CHARS = 80
+
+
+def safe_stem(filename: str) -> str:
+    """A file name the agent asked for, made safe: no folders, no dot files, no extension.
+
+    Raises:
+        InputError: nothing usable is left of the name.
+    """
+    from mcp_images.errors import InputError
+
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+    stem = SAFE_NAME_RE.sub("-", unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode())
+    stem = stem.strip(".-_")[:NAME_MAX_CHARS]
+    if not stem:
+        raise InputError(f"filename {filename!r} has no usable characters; use letters, digits, '-', '_'", field="filename")
+    return stem
+
+
+def safe_subdir(output_dir: Path, output_path: str) -> Path:
+    """A folder inside the output folder, from a relative path (or an absolute one inside it).
+
+    Raises:
+        InputError: the path leaves the output folder (``..``, another absolute path, a symlink out).
+    """
+    from mcp_images.errors import InputError
+
+    root = output_dir.resolve()
+    raw = Path(output_path).expanduser()
+    target = (raw if raw.is_absolute() else root / raw).resolve()
+    if target != root and not target.is_relative_to(root):
+        raise InputError(
+            f"output_path {output_path!r} is outside the output folder {root}; give a folder inside it "
+            "(relative, such as 'project/icons'), or change MCP_IMAGES_OUTPUT_DIR",
+            field="output_path",
+        )
+    if target.exists() and not target.is_dir():
+        raise InputError(f"output_path {output_path!r} is a file, not a folder", field="output_path")
+    return target.relative_to(root)
+
+
 def new_id() -> str:
     return secrets.token_hex(6)
 

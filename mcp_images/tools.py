@@ -11,6 +11,7 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -57,9 +58,18 @@ class Outcome:
     elapsed: float = 0.0
 
 
-def to_params(args: CommonArgs, model: str) -> ImageParams:
+def to_params(args: CommonArgs, model: str, output_dir: Path | None = None) -> ImageParams:
+    """The call's parameters; with ``output_dir``, also where to save (checked to stay inside).
+
+    Raises:
+        InputError: output_path or filename would leave the output folder or is unusable.
+    """
+    from mcp_images.store import safe_stem, safe_subdir
+
     fidelity = getattr(args, "input_fidelity", None)
-    return ImageParams(
+    output_path = getattr(args, "output_path", None)
+    filename = getattr(args, "filename", None)
+    params = ImageParams(
         prompt=args.prompt,
         model=model,
         n=args.n,
@@ -75,6 +85,10 @@ def to_params(args: CommonArgs, model: str) -> ImageParams:
         stream=bool(args.stream),
         partial_images=args.partial_images,
     )
+    if output_dir is not None:
+        params.subdir = safe_subdir(output_dir, output_path) if output_path else None
+        params.filename = safe_stem(filename) if filename else None
+    return params
 
 
 def request_body(params: ImageParams, spec: ModelSpec) -> dict[str, Any]:
@@ -113,7 +127,7 @@ def validate(rt: Runtime, args: CommonArgs, *, edit: bool) -> tuple[ModelSpec, I
     """
     model = args.model or rt.settings.default_model
     spec = rt.catalog.get(model)
-    params = to_params(args, model)
+    params = to_params(args, model, rt.store.output_dir)
     warnings = check_params(spec, params, edit=edit)
     return spec, params, warnings
 
@@ -217,7 +231,17 @@ def _save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "")
     info = probe(data)
     if info.format not in ("png", "jpeg", "webp", "gif"):
         raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
-    return rt.store.save(data, fmt=info.format, prompt=params.prompt, width=info.width, height=info.height, tag=tag)
+    stem = f"{params.filename}-{tag}" if params.filename and tag else params.filename
+    return rt.store.save(
+        data,
+        fmt=info.format,
+        prompt=params.prompt,
+        width=info.width,
+        height=info.height,
+        tag=tag,
+        subdir=params.subdir,
+        stem=stem,
+    )
 
 
 def preview_budget(rt: Runtime, count: int) -> int:

@@ -257,3 +257,45 @@ async def test_a_mask_of_the_wrong_size_is_refused_with_both_sizes(
 async def test_dall_e_3_cannot_edit(client: Client) -> None:
     result = await client.call_tool("edit_image", {"prompt": "x", "model": "dall-e-3", "image": "0123456789ab"})
     assert result.is_error and "cannot edit" in text_of(result)
+
+
+async def test_output_path_and_filename_save_inside_the_output_folder(client: Client, settings: Any) -> None:
+    result = await client.call_tool(
+        "generate_image", {"prompt": "logo", "n": 2, "output_path": "brand/icons", "filename": "My Logo!.png"}
+    )
+    assert not result.is_error, text_of(result)
+    root = Path(settings.output_dir).resolve()
+    paths = [Path(i["path"]) for i in result.structured_content["images"]]
+    for path in paths:
+        assert path.parent == root / "brand" / "icons"
+        assert path.name.startswith("My-Logo-") and path.suffix == ".png"
+    assert len(set(paths)) == 2  # the same name twice never overwrites
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"output_path": "../escape"}, "output_path"),
+        ({"output_path": "/etc"}, "output_path"),
+        ({"filename": "///"}, "filename"),
+    ],
+)
+async def test_an_output_location_outside_the_output_folder_is_refused(
+    client: Client, sandbox: Any, tmp_path: Path, args: dict[str, Any], field: str
+) -> None:
+    result = await client.call_tool("generate_image", {"prompt": "x", **args})
+    assert result.is_error
+    assert result.structured_content["error"]["field"] == field
+    assert sandbox.state.image_requests() == []
+    assert not (tmp_path / "escape").exists()
+
+
+async def test_a_symlink_leading_out_of_the_output_folder_is_refused(client: Client, settings: Any, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root = Path(settings.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    result = await client.call_tool("generate_image", {"prompt": "x", "output_path": "link"})
+    assert result.is_error and "outside the output folder" in text_of(result)
+    assert list(outside.iterdir()) == []
