@@ -129,6 +129,14 @@ def validate(rt: Runtime, args: CommonArgs, *, edit: bool) -> tuple[ModelSpec, I
     spec = rt.catalog.get(model)
     params = to_params(args, model, rt.store.output_dir)
     warnings = check_params(spec, params, edit=edit)
+    provider = rt.provider
+    if edit and params.moderation is not None and not provider.moderation_on_edits:
+        raise ValidationProblem(
+            f"the {provider.name} edits endpoint does not take moderation; leave it out (it applies to generate_image)",
+            field="moderation",
+        )
+    if provider.models is not None and not provider.permissive and model not in provider.models:
+        warnings.append(f"{provider.name} does not list {model!r} among its models; the upstream has the last word")
     return spec, params, warnings
 
 
