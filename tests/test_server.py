@@ -299,3 +299,23 @@ async def test_a_symlink_leading_out_of_the_output_folder_is_refused(client: Cli
     result = await client.call_tool("generate_image", {"prompt": "x", "output_path": "link"})
     assert result.is_error and "outside the output folder" in text_of(result)
     assert list(outside.iterdir()) == []
+
+
+async def test_a_folder_the_client_shares_as_a_root_may_be_read(settings: Any, tmp_path: Path) -> None:
+    from mcp.types import ListRootsResult, Root
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    Image.new("RGB", (64, 64), "red").save(shared / "in.png")
+
+    async def roots(_: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=f"file://{shared}")])
+
+    args = {"prompt": "x", "image": str(shared / "in.png")}
+    # Roots are a 2025-11-25 client feature (deprecated by 2026-07-28): legacy sessions use them.
+    async with Client(create_server(settings), mode="legacy", list_roots_callback=roots) as client:
+        allowed = await client.call_tool("edit_image", args)
+    async with Client(create_server(settings), mode="legacy") as client:
+        refused = await client.call_tool("edit_image", args)
+    assert not allowed.is_error, text_of(allowed)
+    assert refused.is_error and "MCP_IMAGES_INPUT_DIRS" in text_of(refused)
