@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +51,7 @@ ESTIMATE_DESCRIPTION = """Price a generate_image or edit_image call before makin
 arguments. Tokens by kind, price per 1M, USD per image and total, exact or estimated, table and date."""
 
 POLL_AFTER_SECONDS = 15.0
+ROOTS_REMOVED_IN = "2026-07-28"  # protocol version without roots/list
 INLINE_REF_KEEP_CHARS = 2048  # longer image references are inline data: not stored on a task
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
@@ -113,10 +115,15 @@ async def client_roots(ctx: Context[Any, Any]) -> list[Any] | None:
         return None
     from urllib.parse import unquote, urlparse
 
-    from mcp.shared.exceptions import MCPError
+    from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
+    if (ctx.protocol_version or "") >= ROOTS_REMOVED_IN:
+        return None  # roots left the protocol (SEP-2577): configured folders only
     try:
-        result = await ctx.session.list_roots()
+        with warnings.catch_warnings():
+            # Deliberate: 2025-11-25 clients (most today) still share their folders this way.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            result = await ctx.session.list_roots()
     except MCPError:
         logger.info("client announced roots but did not list them")
         return None
