@@ -319,3 +319,17 @@ async def test_a_folder_the_client_shares_as_a_root_may_be_read(settings: Any, t
         refused = await client.call_tool("edit_image", args)
     assert not allowed.is_error, text_of(allowed)
     assert refused.is_error and "MCP_IMAGES_INPUT_DIRS" in text_of(refused)
+
+
+@pytest.mark.parametrize(("inline", "image_blocks", "full_size"), [("none", 0, False), ("full", 1, True)])
+async def test_the_inline_setting_changes_what_the_result_carries(
+    tmp_path: Path, sandbox: Any, inline: str, image_blocks: int, full_size: bool
+) -> None:
+    async with Client(create_server(make_settings(tmp_path, sandbox.base_url, inline=inline))) as client:
+        result = await client.call_tool("generate_image", {"prompt": "x", "size": "1024x1024"})
+    images = [b for b in result.content if isinstance(b, ImageContent)]
+    assert len(images) == image_blocks
+    assert sum(isinstance(b, ResourceLink) for b in result.content) == 1
+    if full_size:
+        saved = Path(result.structured_content["images"][0]["path"]).read_bytes()
+        assert base64.b64decode(images[0].data) == saved
