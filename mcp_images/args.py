@@ -75,7 +75,9 @@ class ImageArgs(CommonArgs):
         default=None, max_length=512, description="Subfolder of the output folder to save in (never outside it)."
     )
     filename: str | None = Field(
-        default=None, max_length=128, description="Base file name; sanitised, saved as <name>-<id>.<ext>, never overwrites."
+        default=None,
+        max_length=128,
+        description="Base file name; sanitised, saved as <name>-<id>.<ext>, never overwrites.",
     )
 
     async_: bool = Field(

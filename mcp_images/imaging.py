@@ -216,9 +216,7 @@ def to_png(source: Path | bytes) -> bytes:
         return _save(frame, "PNG", icc_profile=icc)
 
 
-def bw_mask_to_alpha(
-    source: Path | bytes, *, edit_area: Literal["white", "black"] = "white"
-) -> bytes:
+def bw_mask_to_alpha(source: Path | bytes, *, edit_area: Literal["white", "black"] = "white") -> bytes:
     """Turn a black-and-white mask into the RGBA PNG that OpenAI expects.
 
     Pixels of the `edit_area` colour (grey level >= 128 counts as white) get alpha 0,
@@ -233,8 +231,7 @@ def bw_mask_to_alpha(
         if frame.mode == "RGBA":
             if _lowest(frame, "A") < 255:
                 raise InputError(
-                    "the mask already has transparency; send it as it is "
-                    "(transparent pixels mark the edit area)",
+                    "the mask already has transparency; send it as it is (transparent pixels mark the edit area)",
                     field="mask",
                 )
             frame = frame.convert("RGB")
@@ -244,8 +241,7 @@ def bw_mask_to_alpha(
     if _lowest(alpha, "L") != 0:
         other = "black" if edit_area == "white" else "white"
         raise InputError(
-            f"the mask has no {edit_area} pixels, so it marks nothing to edit "
-            f"(did you mean edit_area='{other}'?)",
+            f"the mask has no {edit_area} pixels, so it marks nothing to edit (did you mean edit_area='{other}'?)",
             field="mask",
         )
     return _save(Image.merge("RGBA", (gray, gray, gray, alpha)), "PNG")
@@ -280,9 +276,7 @@ def _png_preview(frame: Image.Image, budget: int) -> Preview:
         plain = _save(frame, "PNG")
         if len(plain) <= budget:
             return Preview(plain, "image/png", frame.width, frame.height)
-    frame, data = _fit_by_size(
-        frame, budget, _palette_png, _PNG_EXPONENT, estimate=len(data), data=data
-    )
+    frame, data = _fit_by_size(frame, budget, _palette_png, _PNG_EXPONENT, estimate=len(data), data=data)
     return Preview(data, "image/png", frame.width, frame.height)
 
 
@@ -359,9 +353,7 @@ def _shrink(frame: Image.Image, excess: float, exponent: float) -> Image.Image:
     """
     long_side = max(frame.size)
     if long_side <= MIN_PREVIEW_SIDE:
-        raise ValueError(
-            f"even a {frame.width}x{frame.height} preview is over the budget; raise max_b64_chars"
-        )
+        raise ValueError(f"even a {frame.width}x{frame.height} preview is over the budget; raise max_b64_chars")
     linear = min(_MIN_STEP, (_SAFETY / excess) ** (0.5 / exponent))
     target = max(MIN_PREVIEW_SIDE, math.floor(long_side * linear))
     return _resize(frame, _fit(frame.size, target))
@@ -478,8 +470,5 @@ def _unidentified_message(source: Path | bytes) -> str:
             head = b""
     kind = sniff_format(head)
     if kind in ("heic", "avif"):
-        return (
-            f"{_describe(source)} is {kind.upper()}, which is not supported; "
-            f"convert it to PNG, JPEG or WebP"
-        )
+        return f"{_describe(source)} is {kind.upper()}, which is not supported; convert it to PNG, JPEG or WebP"
     return f"{_describe(source)} is not a {_SUPPORTED_TEXT} image"

@@ -255,9 +255,7 @@ def _from_id(image_id: str, label: str, resolve_id: IdResolver) -> _Source:
 def _file_uri_path(ref: str, label: str) -> str:
     parts = urlsplit(ref)
     if parts.netloc not in ("", "localhost"):
-        raise InputError(
-            f"{label}: file:// URIs must name a file on this machine, not {parts.netloc}"
-        )
+        raise InputError(f"{label}: file:// URIs must name a file on this machine, not {parts.netloc}")
     path = unquote(parts.path)
     if not path.startswith("/"):
         raise InputError(f"{label}: the file:// URI must hold an absolute path (file:///...)")
@@ -347,8 +345,7 @@ def _inspect(source: _Source, label: str, policy: InputPolicy, is_mask: bool) ->
     shown = f"{label} ({source.name})" if source.name else label
     if fmt is None:
         raise InputError(
-            f"{shown} is {_describe(head)}, not an image (checked by content, not by name); "
-            "give a PNG, JPEG or WebP"
+            f"{shown} is {_describe(head)}, not an image (checked by content, not by name); give a PNG, JPEG or WebP"
         )
     if fmt in ("heic", "avif"):
         raise InputError(f"{shown}: {fmt.upper()} is not supported: convert to PNG or JPEG first")

@@ -47,12 +47,8 @@ HostResolver = Callable[[str, int], Awaitable[list[str]]]
 """(host, port) -> the addresses the host resolves to, as strings."""
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-METADATA_HOSTS = frozenset(
-    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data.ec2.internal"}
-)
-METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data.ec2.internal"})
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 SHARED_NET = ipaddress.ip_network("100.64.0.0/10")
 NAT64_NET = ipaddress.ip_network("64:ff9b::/96")
 ALLOW_HINT = "add the host to MCP_IMAGES_ALLOWED_HOSTS if you trust it"
@@ -144,9 +140,7 @@ def shown(url: httpx2.URL | str) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-async def check_url(
-    url: httpx2.URL | str, *, allowed_hosts: Iterable[str], resolver: HostResolver
-) -> Target:
+async def check_url(url: httpx2.URL | str, *, allowed_hosts: Iterable[str], resolver: HostResolver) -> Target:
     """Check one hop's URL before any connection is made.
 
     Raises:
@@ -241,9 +235,7 @@ async def download(url: str, *, client: httpx2.AsyncClient | None, rules: FetchR
 async def _follow(url: str, client: httpx2.AsyncClient, rules: FetchRules) -> Download:
     current: httpx2.URL | str = url
     for _ in range(rules.max_redirects + 1):
-        target = await check_url(
-            current, allowed_hosts=rules.allowed_hosts, resolver=rules.resolver
-        )
+        target = await check_url(current, allowed_hosts=rules.allowed_hosts, resolver=rules.resolver)
         body, location = await _fetch_once(client, target, rules.max_bytes, rules.timeout)
         if location is None:
             return Download(body, target.url)
@@ -251,9 +243,7 @@ async def _follow(url: str, client: httpx2.AsyncClient, rules: FetchRules) -> Do
             current = target.url.join(location)
         except httpx2.InvalidURL as exc:
             raise InputError(f"{shown(target.url)} redirected to an invalid URL") from exc
-    raise InputError(
-        f"{shown(url)} redirected more than {rules.max_redirects} times; give the final URL"
-    )
+    raise InputError(f"{shown(url)} redirected more than {rules.max_redirects} times; give the final URL")
 
 
 async def _fetch_once(
@@ -303,9 +293,7 @@ def _request(target: Target, address: str | None, timeout: float) -> httpx2.Requ
     return httpx2.Request("GET", url, headers=headers, extensions=extensions)
 
 
-async def _read(
-    response: httpx2.Response, target: Target, max_bytes: int
-) -> tuple[bytes, str | None]:
+async def _read(response: httpx2.Response, target: Target, max_bytes: int) -> tuple[bytes, str | None]:
     where = shown(target.url)
     if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
         return b"", response.headers["location"]

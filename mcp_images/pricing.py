@@ -1,29 +1,22 @@
-"""Price tables (``data/prices.json`` + a user's file) -> cost estimates and actual costs.
+"""Cost estimates and actual costs, from a price table (`price_table`) and token counts.
 
-Prices move and aggregators mark up, so the table is data: a user's file in the same shape
-(``MCP_IMAGES_PRICES``) is laid over the built-in one, and every figure says which table and
-date it came from. Token counts come from `mcp_images.tokens`; this module only multiplies
-and labels what is exact (reported usage at a published price) and what is estimated.
+Every figure says which table and date it came from. Token counts come from
+`mcp_images.tokens`; this module only multiplies and labels what is exact (reported usage at
+a published price) and what is estimated.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
+from pydantic import BaseModel, Field
 
 from mcp_images import tokens as tk
 from mcp_images.catalog import parse_size
-from mcp_images.errors import ConfigError
+from mcp_images.price_table import ModelPrice, PriceTable
 
-OutputRule = Literal["gpt-image-2-formula", "gpt-image-1-table", "per-image-derived", "none"]
 STANDARD_SIZES: tuple[tuple[int, int], ...] = ((1024, 1024), (1536, 1024), (1024, 1536))
 RULE_LABELS: dict[str, str] = {
     tk.RULE_FORMULA: "gpt-image-2 formula",
@@ -31,145 +24,9 @@ RULE_LABELS: dict[str, str] = {
     tk.RULE_DERIVED: "tokens derived from per-image prices",
     tk.RULE_NONE: "per-image list price",
 }
-_Kind = Literal[
-    "text_in", "image_in", "input_fidelity", "image_out", "partial_images", "text_out", "per_image"
-]
+_Kind = Literal["text_in", "image_in", "input_fidelity", "image_out", "partial_images", "text_out", "per_image"]
 _Source = Literal["estimate", "usage"]
 _PriceOf = Callable[[str], float | None]
-
-
-class TokenPrices(BaseModel):
-    """Prices per 1M tokens; None where the source gives none."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text_in: NonNegativeFloat | None = None
-    cached_text_in: NonNegativeFloat | None = None
-    image_in: NonNegativeFloat | None = None
-    cached_image_in: NonNegativeFloat | None = None
-    image_out: NonNegativeFloat | None = None
-    text_out: NonNegativeFloat | None = None
-
-
-class ModelPrice(BaseModel):
-    """One model's prices and the output-token rule that goes with them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    aliases: list[str] = Field(default_factory=list)
-    per_1m: TokenPrices | None = None
-    per_image: dict[str, dict[str, NonNegativeFloat]] | None = None  # quality -> size -> price
-    output_rule: OutputRule = "gpt-image-2-formula"
-    always_high_fidelity: bool = False
-    input_rule_published: bool = False  # the tile rule is gpt-image-1's; others borrow it
-    default_quality: str | None = None
-    default_size: str | None = None
-    estimate: str | None = None  # why this model's figures are estimates
-    notes: str | None = None
-
-    @property
-    def per_image_billed(self) -> bool:
-        return self.output_rule == tk.RULE_NONE and bool(self.per_image)
-
-    def token_price(self, kind: str) -> float | None:
-        return getattr(self.per_1m, kind, None) if self.per_1m else None
-
-
-class PriceTable(BaseModel):
-    """A named, dated price table."""
-
-    model_config = ConfigDict(extra="ignore")  # tolerate "_comment"
-
-    name: str
-    date: str
-    currency: str = "USD"
-    source: str = ""
-    models: dict[str, ModelPrice]
-
-    def find(self, model: str, aliases: Sequence[str] = ()) -> tuple[str, ModelPrice] | None:
-        """The entry for ``model`` or one of its catalog ``aliases``: by name, then by alias."""
-        names = (model, *aliases)
-        for name in names:
-            if name in self.models:
-                return name, self.models[name]
-        for name in names:
-            for key, entry in self.models.items():
-                if name in entry.aliases:
-                    return key, entry
-        return None
-
-
-# --- loading ------------------------------------------------------------------------------
-
-
-@cache
-def _builtin_raw() -> dict[str, Any]:
-    text = resources.files("mcp_images.data").joinpath("prices.json").read_text("utf-8")
-    return json.loads(text)
-
-
-def _line_of_key(text: str, key: str, start: int = 0) -> int:
-    """The 1-based line where ``"key":`` first appears at or after ``start`` (1 if not found)."""
-    pattern = re.compile(re.escape(json.dumps(key)) + r"\s*:")
-    m = pattern.search(text, start)
-    return text.count("\n", 0, m.start()) + 1 if m else 1
-
-
-def _overlay(base: dict[str, Any], user: dict[str, Any], name: str) -> dict[str, Any]:
-    """Lay a user's table over the built-in one: fields replace; ``per_1m`` merges by key."""
-    merged = {**base, **{k: v for k, v in user.items() if k != "models"}}
-    # Built-in prices are USD: in a table of another currency they would be wrong.
-    same_currency = merged.get("currency") == base.get("currency")
-    models = dict(base["models"]) if same_currency else {}
-    if not same_currency and "name" not in user:
-        merged["name"] = name
-    for name, body in (user.get("models") or {}).items():
-        old = models.get(name)
-        if isinstance(old, dict) and isinstance(body, dict):
-            new = {**old, **body}
-            if isinstance(old.get("per_1m"), dict) and isinstance(body.get("per_1m"), dict):
-                new["per_1m"] = {**old["per_1m"], **body["per_1m"]}
-            models[name] = new
-        else:
-            models[name] = body
-    merged["models"] = models
-    return merged
-
-
-def load_price_table(user_file: Path | None = None) -> PriceTable:
-    """The built-in table, with a user's file (same format) laid over it.
-
-    The user's models override (field by field) or add entries; its name, date, currency and
-    source replace the built-in's when given.
-
-    Raises:
-        ConfigError: the file cannot be read or breaks the format; names file, line, reason.
-    """
-    base = _builtin_raw()
-    if user_file is None:
-        return PriceTable.model_validate(base)
-    try:
-        text = user_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read price table {user_file}: {exc.strerror}") from exc
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{user_file}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("models", {}), dict):
-        raise ConfigError(f'{user_file}: line 1: expected an object with a "models" object inside')
-    try:
-        return PriceTable.model_validate(_overlay(base, raw, user_file.name))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"]]
-        if loc[0] == "models" and len(loc) > 1:
-            models_at = re.search(r'"models"\s*:', text)
-            line = _line_of_key(text, loc[1], models_at.end() if models_at else 0)
-            what = f"model {loc[1]!r}, field {'.'.join(loc[2:]) or '(entry)'}"
-        else:
-            line, what = _line_of_key(text, loc[0]), f"field {'.'.join(loc)}"
-        raise ConfigError(f"{user_file}: line {line}: {what}: {first['msg']}") from exc
 
 
 # --- results ------------------------------------------------------------------------------
@@ -250,9 +107,7 @@ def _line(kind: _Kind, tokens: int, price: float | None, exact: bool, basis: str
     return line
 
 
-def _finish(
-    table: PriceTable, call: _Call, lines: list[CostLine], notes: list[str], **kw: Any
-) -> CostBreakdown:
+def _finish(table: PriceTable, call: _Call, lines: list[CostLine], notes: list[str], **kw: Any) -> CostBreakdown:
     """Add the lines up: no total when any line lacks a price; a maximum when any is a range."""
     usds = [ln.usd for ln in lines]
     total = None if None in usds else sum(u or 0.0 for u in usds)
@@ -337,9 +192,7 @@ def _per_image_cost(
     return _finish(table, call, [line], notes, range_note=rng, **kw)
 
 
-def _open_choices(
-    call: _Call, notes: list[str]
-) -> tuple[list[tuple[int, int]], list[str], str | None]:
+def _open_choices(call: _Call, notes: list[str]) -> tuple[list[tuple[int, int]], list[str], str | None]:
     """The sizes and qualities an estimate must span, and what to say about a range."""
     said: list[str] = []
     dims = parse_size(call.size) if call.size else None
@@ -359,9 +212,7 @@ def _open_choices(
     return sizes, qualities, "; ".join(said) or None
 
 
-def _input_lines(
-    call: _Call, entry: ModelPrice | None, price: _PriceOf, notes: list[str]
-) -> list[CostLine]:
+def _input_lines(call: _Call, entry: ModelPrice | None, price: _PriceOf, notes: list[str]) -> list[CostLine]:
     """Prompt and input-image token lines (tile rule, plus the high-fidelity surcharge)."""
     lines: list[CostLine] = []
     if call.prompt:
@@ -396,9 +247,7 @@ def _estimate(table: PriceTable, call: _Call) -> CostBreakdown:
     sizes, qualities, range_note = _open_choices(call, notes)
     per_image_prices = entry.per_image if entry else None
     counts = [
-        tk.output_tokens_by_rule(
-            rule, w, h, q, per_image=per_image_prices, image_out_per_1m=price("image_out")
-        )
+        tk.output_tokens_by_rule(rule, w, h, q, per_image=per_image_prices, image_out_per_1m=price("image_out"))
         for w, h in sizes
         for q in qualities
     ]
@@ -448,9 +297,7 @@ def estimate_cost(
     ``aliases`` are the catalog's other names for ``model``, so an alias finds its price.
     A model without a price gets ``total_usd=None`` and its token lines.
     """
-    call = _Call(
-        model, n, size, quality, prompt, input_sizes, input_fidelity, partial_images, edit, aliases
-    )
+    call = _Call(model, n, size, quality, prompt, input_sizes, input_fidelity, partial_images, edit, aliases)
     return _estimate(table, call)
 
 
@@ -478,25 +325,18 @@ def actual_cost(
     unknown fields, 302.ai's ``prompt_tokens``/``completion_tokens`` and missing details
     (the split is then estimated and labelled). Per-image models: list price x n, exact.
     """
-    call = _Call(
-        model, n, size, quality, prompt, input_sizes, input_fidelity, partial_images, edit, aliases
-    )
+    call = _Call(model, n, size, quality, prompt, input_sizes, input_fidelity, partial_images, edit, aliases)
     notes: list[str] = []
     entry = _lookup(table, call, notes)
     if entry is not None and entry.per_image_billed:
         notes.append(f"{model} is billed per image: list price x {n}")
         return _per_image_cost(table, call, entry, notes, "usage")
     high = input_fidelity == "high" or bool(entry and entry.always_high_fidelity)
-    guess = sum(
-        tk.input_image_tokens(w, h) + (tk.high_fidelity_tokens(w, h) if high else 0)
-        for w, h in input_sizes
-    )
+    guess = sum(tk.input_image_tokens(w, h) + (tk.high_fidelity_tokens(w, h) if high else 0) for w, h in input_sizes)
     split = tk.split_usage(usage, image_in_guess=guess) if usage is not None else None
     if split is None:
         est = _estimate(table, call)
-        why = (
-            "the upstream sent no usage" if usage is None else "the upstream's usage had no counts"
-        )
+        why = "the upstream sent no usage" if usage is None else "the upstream's usage had no counts"
         est.notes.insert(0, f"{why}: this is an estimate")
         est.exact = False  # what the upstream billed is unknown
         return est

@@ -114,9 +114,7 @@ def _parse(text: str, source: str, base: dict[str, Provider]) -> dict[str, Provi
             loc = [str(p) for p in first["loc"]]
             where = _line_of(text, name, [p for p in loc if not p.isdigit()])
             at = f"line {where}: " if where else ""
-            raise ConfigError(
-                f"{source}: {at}provider {name!r}, field {'.'.join(loc)}: {first['msg']}"
-            ) from exc
+            raise ConfigError(f"{source}: {at}provider {name!r}, field {'.'.join(loc)}: {first['msg']}") from exc
     return found
 
 

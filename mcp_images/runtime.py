@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import httpx2
 
     from mcp_images.inputs import InputPolicy
-    from mcp_images.pricing import PriceTable
+    from mcp_images.price_table import PriceTable
     from mcp_images.providers import Provider
     from mcp_images.tasks import TaskManager
     from mcp_images.upstream import ImagesAPI
@@ -73,7 +73,7 @@ class Runtime:
 
     @cached_property
     def prices(self) -> PriceTable:
-        from mcp_images.pricing import load_price_table
+        from mcp_images.price_table import load_price_table
 
         return load_price_table(self.settings.prices)
 

@@ -345,7 +345,8 @@ async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
     (resuming provider-held jobs, failing orphaned local ones) never delay ``initialize``.
     """
     from mcp_images.errors import ConfigError
-    from mcp_images.tasks import TaskManager, TaskStore
+    from mcp_images.task_store import TaskStore
+    from mcp_images.tasks import TaskManager
 
     try:
         store = TaskStore(rt.settings.resolved_data_dir / "tasks.sqlite3")

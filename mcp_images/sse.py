@@ -87,9 +87,7 @@ async def image_events(response: httpx2.Response) -> AsyncGenerator[ImageEvent]:
             try:
                 payload = json.loads(data)
             except json.JSONDecodeError as exc:
-                raise StreamError(
-                    f"the upstream sent an event that is not JSON: {data[:80]!r}"
-                ) from exc
+                raise StreamError(f"the upstream sent an event that is not JSON: {data[:80]!r}") from exc
             if isinstance(payload, dict):
                 yield ImageEvent(classify(sse.event, payload), payload)
     except httpx2.SSEError as exc:
@@ -147,22 +145,15 @@ async def read_image_stream(
 
 def _partial(event: dict[str, Any]) -> PartialImage:
     index = event.get("partial_image_index", 0)
-    return PartialImage(
-        index=index if isinstance(index, int) else 0, b64_json=event["b64_json"], event=event
-    )
+    return PartialImage(index=index if isinstance(index, int) else 0, b64_json=event["b64_json"], event=event)
 
 
 def response_body(completed: list[dict[str, Any]]) -> dict[str, Any]:
     """An images-response body from completed events: one image each, the last one's details."""
     last = completed[-1]
-    usage = next(
-        (e["usage"] for e in reversed(completed) if isinstance(e.get("usage"), dict)), None
-    )
+    usage = next((e["usage"] for e in reversed(completed) if isinstance(e.get("usage"), dict)), None)
     created = last.get("created_at", last.get("created"))
-    images = [
-        {k: e[k] for k in ("b64_json", "url", "revised_prompt") if e.get(k) is not None}
-        for e in completed
-    ]
+    images = [{k: e[k] for k in ("b64_json", "url", "revised_prompt") if e.get(k) is not None} for e in completed]
     body: dict[str, Any] = {"created": created if isinstance(created, int) else None}
     body |= {"data": images, "usage": usage}
     body |= {k: last.get(k) for k in ("background", "output_format", "quality", "size")}

@@ -83,7 +83,9 @@ def safe_stem(filename: str) -> str:
     stem = SAFE_NAME_RE.sub("-", unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode())
     stem = stem.strip(".-_")[:NAME_MAX_CHARS]
     if not stem:
-        raise InputError(f"filename {filename!r} has no usable characters; use letters, digits, '-', '_'", field="filename")
+        raise InputError(
+            f"filename {filename!r} has no usable characters; use letters, digits, '-', '_'", field="filename"
+        )
     return stem
 
 

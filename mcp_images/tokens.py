@@ -200,10 +200,7 @@ def usage_body(
     if per_image is None:
         per_image = gpt_image_2_output_tokens(width, height, quality)
     high = input_fidelity_high or bool(entry and entry.get("always_high_fidelity"))
-    image_in = sum(
-        input_image_tokens(w, h) + (high_fidelity_tokens(w, h) if high else 0)
-        for w, h in input_sizes
-    )
+    image_in = sum(input_image_tokens(w, h) + (high_fidelity_tokens(w, h) if high else 0) for w, h in input_sizes)
     text_in = text_tokens(prompt)
     image_out = n * (per_image + PARTIAL_IMAGE_TOKENS * partial_images)
     return {

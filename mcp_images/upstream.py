@@ -1,9 +1,10 @@
-"""The upstream image API over httpx2: one method per endpoint, retries, error mapping.
+"""The upstream image API over httpx2: one method per endpoint, and what each answer means.
 
 `ImagesAPI` speaks the OpenAI images API (generations as JSON, edits as multipart), applies a
 provider's quirks from `providers.Provider` (auth header, query-string parameters, Azure URLs,
 302.ai's async mode) and turns every failure into an `errors.UpstreamError` subclass whose
-message never holds the key. `sse` sorts a streamed answer's events; this module acts on them.
+message never holds the key. Requests go out through `retry.send_with_retries`; failures are
+classed by `upstream_errors`; `sse` sorts a streamed answer's events and this module acts on them.
 
 The HTTP client is shared and owned by the server; this module only borrows it.
 """
@@ -12,13 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -27,26 +24,19 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from mcp_images.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigError,
-    ConnectionError_,
-    GatewayTimeoutError,
-    InputError,
-    ModerationError,
-    NotFoundError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RateLimitError,
-    RequestError,
-    ServerError,
-    StreamError,
-    TimeoutError_,
-    UpstreamError,
-)
+from mcp_images.errors import ConfigError, InputError, RequestError, UpstreamError
 from mcp_images.providers import AsyncSpec, Provider
+from mcp_images.retry import MAX_RETRIES, RequestFactory, Sleep, send_with_retries
 from mcp_images.sse import OnPartial, PartialImage, is_event_stream, read_image_stream
+from mcp_images.upstream_errors import (
+    map_error,
+    parse_body,
+    request_id_from,
+    scrub,
+    snippet,
+    stream_error,
+    transport_error,
+)
 
 __all__ = [
     "ImageDatum",
@@ -55,9 +45,6 @@ __all__ = [
     "OnPartial",
     "PartialImage",
     "UploadFile",
-    "map_error",
-    "retry_delay",
-    "should_retry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,23 +56,9 @@ DEFAULT_WRITE_TIMEOUT = 60.0  # per socket write, not for the whole upload
 DEFAULT_POOL_TIMEOUT = 10.0
 DOWNLOAD_READ_TIMEOUT = 120.0
 
-# Retry policy: the contract's, which is OpenAI's SDK's. Delays in seconds.
-MAX_RETRIES = 2
-INITIAL_RETRY_DELAY = 0.5
-MAX_RETRY_DELAY = 8.0
-MAX_RETRY_AFTER = 120.0
-RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx except NO_RETRY_STATUSES
-NO_RETRY_STATUSES = frozenset({524})  # 302.ai's gateway cut: the job may still run and bill
-
 # Sizes, bytes.
-MAX_ERROR_BODY_BYTES = 1024 * 1024
 DEFAULT_DOWNLOAD_MAX_BYTES = 64 * 1024 * 1024
 MAX_DOWNLOAD_REDIRECTS = 3
-
-MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-QUOTA_CODE = "insufficient_quota"
-REDACTED = "[redacted]"
-_WIRE = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @dataclass
@@ -127,165 +100,6 @@ class ImagesResponse(BaseModel):
     request_id: str | None = None
 
 
-Sleep = Callable[[float], Awaitable[None]]
-RequestFactory = Callable[[ExitStack], httpx2.Request]
-
-
-# --- retry policy --------------------------------------------------------------------------
-
-
-def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
-    """The wait the upstream asked for: ``retry-after-ms``, then ``retry-after`` (s or date)."""
-    if value := headers.get("retry-after-ms"):
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return (when - (now or datetime.now(UTC))).total_seconds()
-
-
-def retry_delay(headers: Mapping[str, str], attempt: int) -> float:
-    """Seconds to wait before retry number ``attempt + 1``.
-
-    The upstream's own wait when it is between 0 and MAX_RETRY_AFTER; otherwise exponential
-    backoff from INITIAL_RETRY_DELAY, capped at MAX_RETRY_DELAY, with up to 25 % jitter.
-    """
-    asked = retry_after_seconds(headers)
-    if asked is not None and 0 <= asked <= MAX_RETRY_AFTER:
-        return asked
-    backoff = min(INITIAL_RETRY_DELAY * 2**attempt, MAX_RETRY_DELAY)
-    return backoff * (1 - 0.25 * random.random())
-
-
-def should_retry(status: int, headers: Mapping[str, str], payload: Any) -> bool:
-    """Whether an error answer is worth another try (quota never; x-should-retry decides)."""
-    code, error_type = _error_fields(payload)[1:3]
-    if QUOTA_CODE in (code, error_type):
-        return False
-    override = headers.get("x-should-retry", "").lower()
-    if override in ("true", "false"):
-        return override == "true"
-    if status in RETRY_STATUSES:
-        return True
-    return 500 <= status < 600 and status not in NO_RETRY_STATUSES
-
-
-# --- error mapping -------------------------------------------------------------------------
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with every copy of ``secret`` replaced, so no key leaves in a message."""
-    return text.replace(secret, REDACTED) if secret else text
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    plain = " ".join(re.sub(r"<[^>]*>", " ", text).split())
-    return plain if len(plain) <= limit else plain[:limit] + "..."
-
-
-def _error_fields(payload: Any) -> tuple[str, str | None, str | None, str | None, list[str]]:
-    """(message, code, type, param, moderation categories) from an error body of any shape."""
-    if isinstance(payload, str):
-        return _snippet(payload), None, None, None, []
-    if not isinstance(payload, dict):
-        return "", None, None, None, []
-    err = payload.get("error", payload)
-    if isinstance(err, str):
-        return err, None, None, None, []
-    if not isinstance(err, dict):
-        return "", None, None, None, []
-    message = err.get("message") or err.get("detail") or err.get("msg") or ""
-    details = err.get("moderation_details") or payload.get("moderation_details") or {}
-    categories = details.get("categories") if isinstance(details, dict) else None
-
-    def text(key: str) -> str | None:
-        value = err.get(key)
-        return str(value) if value is not None else None
-
-    cats = [str(c) for c in categories] if isinstance(categories, list) else []
-    return str(message), text("code"), text("type"), text("param"), cats
-
-
-def map_error(
-    status: int | None,
-    payload: Any,
-    *,
-    request_id: str | None = None,
-    provider: Provider | None = None,
-    secret: str | None = None,
-) -> UpstreamError:
-    """The exception for an error answer: class by status and code, upstream's words kept.
-
-    ``payload`` is the parsed JSON body, or the raw text when it was not JSON. The key
-    (``secret``) is scrubbed from everything the upstream said.
-    """
-    message, code, error_type, param, categories = _error_fields(payload)
-    message = scrub(message, secret)
-    said = f"HTTP {status}" if status is not None else "an error"
-    if not message:
-        message = f"the upstream answered {said} with no message"
-    elif not isinstance(payload, dict):
-        message = f"the upstream answered {said} without a JSON error body: {message}"
-    kw: dict[str, Any] = {
-        "status_code": status,
-        "code": code,
-        "error_type": error_type,
-        "param": param,
-        "request_id": request_id,
-    }
-    if code in MODERATION_CODES or error_type in MODERATION_CODES:
-        found = f" (categories: {', '.join(categories)})" if categories else ""
-        text = f"the upstream's safety system refused this request{found}: {message}"
-        return ModerationError(text, categories=categories, **kw)
-    if QUOTA_CODE in (code, error_type):
-        return QuotaExceededError(f"the account is out of credit: {message}", **kw)
-    if status == 401:
-        # Never the upstream's words: OpenAI's 401 quotes part of the key.
-        return AuthenticationError(
-            "the upstream refused the API key (check MCP_IMAGES_API_KEY)", **kw
-        )
-    if status == 524:
-        hint = provider.gateway_timeout_hint if provider else None
-        return GatewayTimeoutError(hint or f"the upstream's gateway timed out: {message}", **kw)
-    classes: dict[int, type[UpstreamError]] = {
-        400: BadRequestError,
-        403: PermissionDeniedError,
-        404: NotFoundError,
-        429: RateLimitError,
-    }
-    if status == 404:
-        message += " (check the model name and the base URL, MCP_IMAGES_BASE_URL)"
-    if status is not None and status in classes:
-        return classes[status](message, **kw)
-    if status is not None and status >= 500:
-        return ServerError(message, **kw)
-    return UpstreamError(message, **kw)
-
-
-def _parse_body(content: bytes) -> Any:
-    """JSON when it is JSON, else the text (so a proxy's HTML page still says something)."""
-    text = content.decode("utf-8", errors="replace")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _request_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("x-request-id") or headers.get("request-id")
-
-
 def _form_text(value: Any) -> str:
     """A parameter as the text a form field or query string carries."""
     if isinstance(value, bool):
@@ -293,17 +107,6 @@ def _form_text(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
-
-
-async def _read_capped(response: httpx2.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
 
 
 # --- the client ----------------------------------------------------------------------------
@@ -339,9 +142,7 @@ class ImagesAPI:
 
     # -- public endpoints -----------------------------------------------------------------
 
-    async def generate(
-        self, body: dict[str, Any], *, on_partial: OnPartial | None = None
-    ) -> ImagesResponse:
+    async def generate(self, body: dict[str, Any], *, on_partial: OnPartial | None = None) -> ImagesResponse:
         """``POST {base}/images/generations`` with a JSON body; streams when ``body["stream"]``.
 
         Raises:
@@ -352,9 +153,7 @@ class ImagesAPI:
         url, params = self._endpoint("generations", json_body.get("model"))
         stream = bool(json_body.get("stream"))
         make = self._json_factory(url, json_body, params | query, stream=stream)
-        return await self._call(
-            make, stream=stream, expect=_count(json_body), on_partial=on_partial
-        )
+        return await self._call(make, stream=stream, expect=_count(json_body), on_partial=on_partial)
 
     async def edit(
         self,
@@ -411,7 +210,7 @@ class ImagesAPI:
         looked = ", ".join(spec.id_fields)
         raise UpstreamError(
             f"the upstream accepted the async request but sent no task id (looked for {looked}): "
-            f"{_snippet(scrub(json.dumps(answer), self._key))}"
+            f"{snippet(scrub(json.dumps(answer), self._key))}"
         )
 
     async def poll_async(self, provider_task_id: str) -> ImagesResponse | None:
@@ -427,16 +226,14 @@ class ImagesAPI:
         headers = self._headers(stream=False)
 
         def make(_: ExitStack) -> httpx2.Request:
-            return self._http.build_request(
-                "GET", url, params=params, headers=headers, timeout=self._timeout
-            )
+            return self._http.build_request("GET", url, params=params, headers=headers, timeout=self._timeout)
 
         response = await self._send(make, stream=False)
         if response.status_code in spec.pending_statuses:
             return None
         if not response.is_success:
             raise self._error(response)
-        return self._poll_result(spec, _parse_body(response.content), response.headers)
+        return self._poll_result(spec, parse_body(response.content), response.headers)
 
     async def download(self, url: str, *, max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES) -> bytes:
         """The bytes behind a result URL: bounded, with a timeout, following up to 3 redirects.
@@ -467,9 +264,7 @@ class ImagesAPI:
                 return await self._read_download(response, target, max_bytes)
             finally:
                 await response.aclose()
-        raise UpstreamError(
-            f"the result URL redirected more than {MAX_DOWNLOAD_REDIRECTS} times: {url}"
-        )
+        raise UpstreamError(f"the result URL redirected more than {MAX_DOWNLOAD_REDIRECTS} times: {url}")
 
     # -- request building -----------------------------------------------------------------
 
@@ -510,24 +305,18 @@ class ImagesAPI:
             "Accept": "text/event-stream" if stream else "application/json",
         }
 
-    def _prepare(
-        self, body: dict[str, Any], *, edit: bool
-    ) -> tuple[dict[str, Any], dict[str, str]]:
+    def _prepare(self, body: dict[str, Any], *, edit: bool) -> tuple[dict[str, Any], dict[str, str]]:
         """(body without Nones and query-string keys, the query-string parameters)."""
         out = {k: v for k, v in body.items() if v is not None}
         wanted = self.provider.response_format
         if wanted and "response_format" not in out:
             out["response_format"] = wanted
         if edit and not self.provider.moderation_on_edits and out.pop("moderation", None):
-            logger.info(
-                "dropped moderation: %s's edits endpoint does not take it", self.provider.name
-            )
+            logger.info("dropped moderation: %s's edits endpoint does not take it", self.provider.name)
         query = {k: _form_text(out.pop(k)) for k in self.provider.query_params if k in out}
         return out, query
 
-    def _json_factory(
-        self, url: str, body: dict[str, Any], params: dict[str, str], *, stream: bool
-    ) -> RequestFactory:
+    def _json_factory(self, url: str, body: dict[str, Any], params: dict[str, str], *, stream: bool) -> RequestFactory:
         headers = self._headers(stream=stream)
 
         def make(_: ExitStack) -> httpx2.Request:
@@ -580,70 +369,31 @@ class ImagesAPI:
         follow_redirects: bool | None = None,
         api: bool = True,
     ) -> httpx2.Response:
-        """Send with the retry policy. Returns the last answer, error or not.
+        """Send with the retry policy and log each retry. Returns the last answer, error or not.
 
-        An error answer comes back already read (at most MAX_ERROR_BODY_BYTES); a success is
-        read too unless ``stream``, in which case the caller must close it.
+        An error answer comes back already read (at most `retry.MAX_ERROR_BODY_BYTES`); a
+        success is read too unless ``stream``, in which case the caller must close it.
 
         Raises:
             TimeoutError_, ConnectionError_: after the retries, when no answer came.
         """
-        attempt = 0
-        while True:
-            try:
-                response = await self._attempt(
-                    make, stream=stream, follow_redirects=follow_redirects
-                )
-            except httpx2.TransportError as exc:
-                if attempt >= self._max_retries:
-                    raise self._transport_error(exc, api=api) from exc
-                delay = retry_delay({}, attempt)
-                reason = type(exc).__name__
-            else:
-                if response.is_success or response.has_redirect_location:
-                    return response
-                payload = _parse_body(response.content)
-                if attempt >= self._max_retries or not should_retry(
-                    response.status_code, response.headers, payload
-                ):
-                    return response
-                delay = retry_delay(response.headers, attempt)
-                reason = f"HTTP {response.status_code}"
-            attempt += 1
-            logger.warning(
-                "%s: %s; retry %d of %d in %.2f s",
-                self._base_url if api else "image download", reason, attempt,
-                self._max_retries, delay,
-            )  # fmt: skip
-            await self._sleep(delay)
+        where = self._base_url if api else "image download"
 
-    async def _attempt(
-        self, make: RequestFactory, *, stream: bool, follow_redirects: bool | None
-    ) -> httpx2.Response:
-        """One request; files are closed once the body is sent."""
-        with ExitStack() as files:
-            request = make(files)
-            if follow_redirects is None:
-                response = await self._http.send(request, stream=True)
-            else:
-                response = await self._http.send(
-                    request, stream=True, follow_redirects=follow_redirects
-                )
+        def log_retry(reason: str, attempt: int, delay: float) -> None:
+            logger.warning("%s: %s; retry %d of %d in %.2f s", where, reason, attempt, self._max_retries, delay)
+
         try:
-            if not response.is_success:
-                body = await _read_capped(response, MAX_ERROR_BODY_BYTES)
-                await response.aclose()
-                # The body is decoded now: drop the headers that describe its wire form.
-                headers = [(k, v) for k, v in response.headers.multi_items() if k not in _WIRE]
-                return httpx2.Response(
-                    response.status_code, headers=headers, content=body, request=request
-                )
-            if not stream:
-                await response.aread()
-        except BaseException:
-            await response.aclose()
-            raise
-        return response
+            return await send_with_retries(
+                self._http,
+                make,
+                stream=stream,
+                follow_redirects=follow_redirects,
+                max_retries=self._max_retries,
+                sleep=self._sleep,
+                on_retry=log_retry,
+            )
+        except httpx2.TransportError as exc:
+            raise self._transport_error(exc, api=api) from exc
 
     async def _call(
         self, make: RequestFactory, *, stream: bool, expect: int, on_partial: OnPartial | None
@@ -656,7 +406,7 @@ class ImagesAPI:
                 return await self._read_stream(response, expect=expect, on_partial=on_partial)
             if stream:  # the provider ignored stream=true and answered with plain JSON
                 await self._read_or_raise(response)
-            return self._images(_parse_body(response.content), response.headers)
+            return self._images(parse_body(response.content), response.headers)
         finally:
             await response.aclose()
 
@@ -669,30 +419,17 @@ class ImagesAPI:
                 response,
                 expect=expect,
                 on_partial=on_partial,
-                error_for=lambda payload: self._stream_error(payload, response.headers),
+                error_for=lambda payload: stream_error(self.map_error(None, payload, response.headers)),
             )
         except httpx2.TimeoutException as exc:
             raise self._transport_error(exc, api=True) from exc
         return self._images(body, response.headers)
 
-    def _stream_error(self, payload: dict[str, Any], headers: Mapping[str, str]) -> UpstreamError:
-        """An error event: moderation and quota keep their classes, the rest is a StreamError."""
-        mapped = self.map_error(None, payload, headers)
-        if isinstance(mapped, ModerationError | QuotaExceededError):
-            return mapped
-        return StreamError(
-            f"the upstream reported an error mid-stream: {mapped.message}",
-            code=mapped.code,
-            error_type=mapped.error_type,
-            param=mapped.param,
-            request_id=mapped.request_id,
-        )
-
     async def _json_call(self, make: RequestFactory) -> Any:
         response = await self._send(make, stream=False)
         if not response.is_success:
             raise self._error(response)
-        return _parse_body(response.content)
+        return parse_body(response.content)
 
     async def _read_or_raise(self, response: httpx2.Response) -> None:
         try:
@@ -700,19 +437,15 @@ class ImagesAPI:
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, api=True) from exc
 
-    async def _read_download(
-        self, response: httpx2.Response, url: httpx2.URL, max_bytes: int
-    ) -> bytes:
+    async def _read_download(self, response: httpx2.Response, url: httpx2.URL, max_bytes: int) -> bytes:
         host = url.host
         if not response.is_success:
             raise UpstreamError(
                 f"could not download the result image from {host}: HTTP {response.status_code}",
                 status_code=response.status_code,
-                request_id=_request_id(response.headers),
+                request_id=request_id_from(response.headers),
             )
-        too_big = UpstreamError(
-            f"the result image at {host} is larger than {max_bytes:,} bytes; not downloaded"
-        )
+        too_big = UpstreamError(f"the result image at {host} is larger than {max_bytes:,} bytes; not downloaded")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise too_big
@@ -739,17 +472,14 @@ class ImagesAPI:
         except ValidationError as exc:
             text = payload if isinstance(payload, str) else json.dumps(payload)
             raise UpstreamError(
-                "the upstream's answer is not an images response: "
-                + _snippet(scrub(text, self._key)),
-                request_id=_request_id(headers),
+                "the upstream's answer is not an images response: " + snippet(scrub(text, self._key)),
+                request_id=request_id_from(headers),
             ) from exc
         if result.request_id is None:
-            result.request_id = _request_id(headers)
+            result.request_id = request_id_from(headers)
         return result
 
-    def _poll_result(
-        self, spec: AsyncSpec, body: Any, headers: Mapping[str, str]
-    ) -> ImagesResponse | None:
+    def _poll_result(self, spec: AsyncSpec, body: Any, headers: Mapping[str, str]) -> ImagesResponse | None:
         """Reads ``{"status_code", "data", "err"}``: None while pending, else result or error."""
         if isinstance(body, dict) and isinstance(body.get("data"), list) and "err" not in body:
             return self._images(body, headers)  # a plain images response
@@ -760,49 +490,39 @@ class ImagesAPI:
             return None
         data = body.get("data")
         if isinstance(data, str) and data.strip():
-            data = _parse_body(data.encode())
+            data = parse_body(data.encode())
         status = body.get("status_code")
         status = status if isinstance(status, int) else None
         if err or (status is not None and status >= 400):
-            payload = (
-                data if isinstance(data, dict) and "error" in data else {"error": {"message": err}}
-            )
+            payload = data if isinstance(data, dict) and "error" in data else {"error": {"message": err}}
             raise self.map_error(status if status and status >= 400 else None, payload, headers)
         if not data:
             return None
         return self._images(data, headers)
 
-    def map_error(
-        self, status: int | None, payload: Any, headers: Mapping[str, str]
-    ) -> UpstreamError:
-        """`map_error` with this provider's hints and key."""
+    def map_error(self, status: int | None, payload: Any, headers: Mapping[str, str]) -> UpstreamError:
+        """`upstream_errors.map_error` with this provider's hints and key."""
         return map_error(
             status,
             payload,
-            request_id=_request_id(headers),
+            request_id=request_id_from(headers),
             provider=self.provider,
             secret=self._key,
         )
 
     def _error(self, response: httpx2.Response) -> UpstreamError:
-        return self.map_error(response.status_code, _parse_body(response.content), response.headers)
+        return self.map_error(response.status_code, parse_body(response.content), response.headers)
 
     def _transport_error(self, exc: httpx2.TransportError, *, api: bool) -> UpstreamError:
-        where = self._base_url if api else "the image host"
-        if isinstance(exc, httpx2.ConnectTimeout):
-            return ConnectionError_(
-                f"could not connect to {where} within {DEFAULT_CONNECT_TIMEOUT:g} s"
-            )
-        if isinstance(exc, httpx2.TimeoutException):
-            seconds = self._read_timeout if api else DOWNLOAD_READ_TIMEOUT
-            hint = (
-                " (raise MCP_IMAGES_TIMEOUT, or ask for a lower quality or a smaller size)"
-                if api
-                else ""
-            )
-            return TimeoutError_(f"{where} did not answer within {seconds:g} s{hint}")
-        detail = scrub(str(exc), self._key) or type(exc).__name__
-        return ConnectionError_(f"could not reach {where}: {detail}")
+        hint = " (raise MCP_IMAGES_TIMEOUT, or ask for a lower quality or a smaller size)" if api else ""
+        return transport_error(
+            exc,
+            where=str(self._base_url) if api else "the image host",
+            connect_seconds=DEFAULT_CONNECT_TIMEOUT,
+            read_seconds=self._read_timeout if api else DOWNLOAD_READ_TIMEOUT,
+            hint=hint,
+            secret=self._key,
+        )
 
 
 def _open(files: ExitStack, upload: UploadFile) -> tuple[str, Any, str]:

@@ -115,9 +115,7 @@ async def test_the_upload_filename_is_sanitised_and_takes_the_extension_of_the_r
 
 
 @pytest.mark.anyio
-async def test_a_home_relative_path_is_expanded(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_home_relative_path_is_expanded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(root))
     (root / "cat.webp").write_bytes(encode(fmt="WEBP"))
     image = await load("~/cat.webp", InputPolicy(roots=(root,)))
@@ -158,9 +156,7 @@ async def test_a_symlink_inside_a_root_pointing_outside_is_refused(
 
 
 @pytest.mark.anyio
-async def test_a_dot_dot_traversal_out_of_a_root_is_refused(
-    root: Path, outside: Path, policy: InputPolicy
-) -> None:
+async def test_a_dot_dot_traversal_out_of_a_root_is_refused(root: Path, outside: Path, policy: InputPolicy) -> None:
     (outside / "cat.png").write_bytes(PNG)
     assert "outside the folders" in await refused(f"{root}/../outside/cat.png", policy)
 
@@ -193,9 +189,7 @@ async def test_local_paths_are_refused_when_they_are_off_but_server_ids_still_wo
     message = await refused(str(root / "made.png"), off)
     assert "local paths are off over HTTP" in message and "MCP_IMAGES_INPUT_DIRS" in message
     found = {IMAGE_ID: root / "made.png"}.get
-    image = await load_image_ref(
-        f"images://{IMAGE_ID}", label="image 1", policy=off, resolve_id=found
-    )
+    image = await load_image_ref(f"images://{IMAGE_ID}", label="image 1", policy=off, resolve_id=found)
     assert image.format == "png"
 
 
@@ -235,18 +229,14 @@ async def test_an_unknown_id_says_where_ids_come_from(policy: InputPolicy) -> No
     ],
     ids=["data-uri", "raw", "raw-jpeg", "urlsafe-unpadded"],
 )
-async def test_base64_image_data_is_decoded_and_checked_by_content(
-    policy: InputPolicy, ref: str
-) -> None:
+async def test_base64_image_data_is_decoded_and_checked_by_content(policy: InputPolicy, ref: str) -> None:
     image = await load(ref, policy)
     assert image.format in ("png", "jpeg") and image.data is not None and image.path is None
     assert image.filename == f"image-1.{'jpg' if image.format == 'jpeg' else 'png'}"
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    "ref", ["data:image/png;base64,iVBORw0KGgo!!!!", "data:image/png,rawbytes", "data:image/png"]
-)
+@pytest.mark.parametrize("ref", ["data:image/png;base64,iVBORw0KGgo!!!!", "data:image/png,rawbytes", "data:image/png"])
 async def test_broken_data_uris_are_refused_clearly(policy: InputPolicy, ref: str) -> None:
     message = await refused(ref, policy)
     assert "base64" in message or "','" in message
@@ -278,9 +268,7 @@ async def test_a_non_image_renamed_png_is_refused_by_content(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("fmt", ["BMP", "GIF", "TIFF"])
-async def test_bmp_gif_and_tiff_are_converted_to_png_with_a_note(
-    root: Path, policy: InputPolicy, fmt: str
-) -> None:
+async def test_bmp_gif_and_tiff_are_converted_to_png_with_a_note(root: Path, policy: InputPolicy, fmt: str) -> None:
     (root / f"old.{fmt.lower()}").write_bytes(encode(fmt=fmt))
     image = await load(str(root / f"old.{fmt.lower()}"), policy)
     assert image.format == "png" and image.data is not None and image.data.startswith(b"\x89PNG")
@@ -289,9 +277,7 @@ async def test_bmp_gif_and_tiff_are_converted_to_png_with_a_note(
 
 
 @pytest.mark.anyio
-async def test_bmp_is_refused_naming_the_accepted_types_when_conversion_is_off(
-    root: Path, policy: InputPolicy
-) -> None:
+async def test_bmp_is_refused_naming_the_accepted_types_when_conversion_is_off(root: Path, policy: InputPolicy) -> None:
     (root / "old.bmp").write_bytes(encode(fmt="BMP"))
     message = await refused(str(root / "old.bmp"), replace(policy, convert_formats=False))
     assert "BMP" in message and "PNG, JPEG or WebP" in message
@@ -315,9 +301,7 @@ async def test_a_valid_png_is_passed_on_byte_for_byte(policy: InputPolicy) -> No
 
 async def load_mask(data: bytes, policy: InputPolicy) -> InputImage:
     ref = "data:image/png;base64," + base64.b64encode(data).decode()
-    return await load_image_ref(
-        ref, label="the mask", policy=policy, resolve_id=no_ids, is_mask=True
-    )
+    return await load_image_ref(ref, label="the mask", policy=policy, resolve_id=no_ids, is_mask=True)
 
 
 @pytest.mark.anyio
@@ -529,27 +513,21 @@ async def test_a_content_length_over_the_cap_is_refused_before_reading(
 
 
 @pytest.mark.anyio
-async def test_redirects_are_followed_up_to_the_limit(
-    server: tuple[str, list[str]], url_policy: InputPolicy
-) -> None:
+async def test_redirects_are_followed_up_to_the_limit(server: tuple[str, list[str]], url_policy: InputPolicy) -> None:
     base, seen = server
     image = await fetch(f"{base}/hop/3", url_policy)
     assert image.data == PNG and seen == ["/hop/3", "/hop/2", "/hop/1", "/cat.png"]
 
 
 @pytest.mark.anyio
-async def test_too_many_redirects_are_refused(
-    server: tuple[str, list[str]], url_policy: InputPolicy
-) -> None:
+async def test_too_many_redirects_are_refused(server: tuple[str, list[str]], url_policy: InputPolicy) -> None:
     base, seen = server
     assert "redirected more than 3 times" in await fetch_refused(f"{base}/hop/4", url_policy)
     assert len(seen) == 4
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("path", "reason"), [("/to-localhost", "loopback"), ("/to-metadata", "cloud metadata")]
-)
+@pytest.mark.parametrize(("path", "reason"), [("/to-localhost", "loopback"), ("/to-metadata", "cloud metadata")])
 async def test_a_redirect_to_a_refused_address_is_checked_again_and_refused(
     server: tuple[str, list[str]], url_policy: InputPolicy, path: str, reason: str
 ) -> None:
@@ -567,18 +545,14 @@ async def test_a_downloaded_non_image_is_refused_whatever_its_content_type(
 
 
 @pytest.mark.anyio
-async def test_an_http_error_status_is_reported(
-    server: tuple[str, list[str]], url_policy: InputPolicy
-) -> None:
+async def test_an_http_error_status_is_reported(server: tuple[str, list[str]], url_policy: InputPolicy) -> None:
     base, _ = server
     message = await fetch_refused(f"{base}/missing.png?token=s3cret", url_policy)
     assert "answered HTTP 404" in message and "s3cret" not in message  # signed URLs stay private
 
 
 @pytest.mark.anyio
-async def test_a_server_that_never_answers_times_out(
-    server: tuple[str, list[str]], url_policy: InputPolicy
-) -> None:
+async def test_a_server_that_never_answers_times_out(server: tuple[str, list[str]], url_policy: InputPolicy) -> None:
     base, _ = server
     message = await fetch_refused(f"{base}/stall", replace(url_policy, download_timeout=0.3))
     assert "took longer than 0.3 s" in message

@@ -45,9 +45,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
         ("::ffff:8.8.8.8", None),
     ],
 )
-def test_addresses_are_classified_as_public_or_refused_with_a_reason(
-    address: str, reason: str | None
-) -> None:
+def test_addresses_are_classified_as_public_or_refused_with_a_reason(address: str, reason: str | None) -> None:
     assert address_problem(ipaddress.ip_address(address)) == reason
 
 
@@ -74,9 +72,7 @@ async def test_allowed_hosts_match_by_name_or_name_and_port(entry: str, url: str
 @pytest.mark.anyio
 async def test_an_allowed_host_entry_with_another_port_does_not_match() -> None:
     with pytest.raises(InputError, match="loopback"):
-        await check_url(
-            "http://localhost:9999/x", allowed_hosts={"localhost:8080"}, resolver=resolve_public
-        )
+        await check_url("http://localhost:9999/x", allowed_hosts={"localhost:8080"}, resolver=resolve_public)
 
 
 @pytest.mark.anyio

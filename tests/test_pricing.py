@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 
 from mcp_images.errors import ConfigError
-from mcp_images.pricing import (
-    CostBreakdown,
-    PriceTable,
-    actual_cost,
-    estimate_cost,
-    format_usd,
-    load_price_table,
-)
+from mcp_images.price_table import PriceTable, load_price_table
+from mcp_images.pricing import CostBreakdown, actual_cost, estimate_cost, format_usd
 
 CONTRACT_USAGE = {
     "input_tokens": 10977,
@@ -110,9 +104,7 @@ def test_dall_e_costs_are_the_per_image_list_price_times_n(
 
 
 @pytest.mark.parametrize(("model", "usd"), [("dall-e-3", 0.04), ("dall-e-2", 0.020)])
-def test_dall_e_without_quality_or_size_uses_the_documented_defaults(
-    table: PriceTable, model: str, usd: float
-) -> None:
+def test_dall_e_without_quality_or_size_uses_the_documented_defaults(table: PriceTable, model: str, usd: float) -> None:
     cost = estimate_cost(table, model=model)
     assert cost.total_usd == pytest.approx(usd) and cost.total_usd_max is None
     assert any("default" in note for note in cost.notes)
@@ -135,16 +127,12 @@ def test_gpt_image_1_family_prices_its_table_tokens_at_the_image_out_rate(
     assert cost.exact  # published table x published price, no prompt to approximate
 
 
-@pytest.mark.parametrize(
-    ("size", "tokens", "price"), [("1024x1024", 194, 10.00), ("1536x1024", 323, 10.00)]
-)
+@pytest.mark.parametrize(("size", "tokens", "price"), [("1024x1024", 194, 10.00), ("1536x1024", 323, 10.00)])
 def test_edit_input_images_are_counted_by_the_tile_rule(
     table: PriceTable, size: str, tokens: int, price: float
 ) -> None:
     w, h = (int(x) for x in size.split("x"))
-    cost = estimate_cost(
-        table, model="gpt-image-1", size="1024x1024", quality="low", input_sizes=[(w, h)], edit=True
-    )
+    cost = estimate_cost(table, model="gpt-image-1", size="1024x1024", quality="low", input_sizes=[(w, h)], edit=True)
     assert line(cost, "image_in") == (tokens, pytest.approx(tokens * price / 1e6))
     assert not any(ln.kind == "input_fidelity" for ln in cost.lines)
 
@@ -175,16 +163,12 @@ def test_high_input_fidelity_adds_its_surcharge_per_input(
 
 
 def test_partial_images_add_100_output_tokens_each_per_image(table: PriceTable) -> None:
-    cost = estimate_cost(
-        table, model="gpt-image-1.5", n=2, size="1024x1024", quality="low", partial_images=3
-    )
+    cost = estimate_cost(table, model="gpt-image-1.5", n=2, size="1024x1024", quality="low", partial_images=3)
     assert line(cost, "partial_images") == (600, pytest.approx(600 * 32.00 / 1e6))
     assert cost.total_usd == pytest.approx((2 * 272 + 600) * 32.00 / 1e6)
 
 
-@pytest.mark.parametrize(
-    ("size", "quality"), [(None, None), ("auto", "auto"), ("1024x1024", "auto")]
-)
+@pytest.mark.parametrize(("size", "quality"), [(None, None), ("auto", "auto"), ("1024x1024", "auto")])
 def test_auto_quality_or_size_gives_a_range_and_says_so(
     table: PriceTable, size: str | None, quality: str | None
 ) -> None:
@@ -208,20 +192,14 @@ def test_gpt_image_2_prices_arbitrary_sizes_by_the_formula(table: PriceTable) ->
 
 
 def test_the_prompt_is_priced_as_approximate_text_tokens(table: PriceTable) -> None:
-    cost = estimate_cost(
-        table, model="gpt-image-1", size="1024x1024", quality="low", prompt="x" * 40
-    )
+    cost = estimate_cost(table, model="gpt-image-1", size="1024x1024", quality="low", prompt="x" * 40)
     assert line(cost, "text_in") == (10, pytest.approx(10 * 5 / 1e6))
     assert not cost.exact
 
 
 @pytest.mark.parametrize(("model", "usd"), [("gpt-image-1.5", 0.220756), ("gpt-image-2", 0.212436)])
-def test_actual_cost_from_the_contracts_recorded_usage_is_exact(
-    table: PriceTable, model: str, usd: float
-) -> None:
-    cost = actual_cost(
-        table, model=model, usage=CONTRACT_USAGE, n=1, size="1024x1024", quality="high"
-    )
+def test_actual_cost_from_the_contracts_recorded_usage_is_exact(table: PriceTable, model: str, usd: float) -> None:
+    cost = actual_cost(table, model=model, usage=CONTRACT_USAGE, n=1, size="1024x1024", quality="high")
     assert cost.total_usd == pytest.approx(usd)
     assert cost.exact and cost.source == "usage"
     assert line(cost, "image_in")[0] == 10917 and line(cost, "text_in")[0] == 60
@@ -240,9 +218,7 @@ def test_actual_cost_prices_reported_text_output_for_gpt_image_1_5(table: PriceT
 
 
 def test_actual_cost_without_usage_is_a_labelled_estimate(table: PriceTable) -> None:
-    cost = actual_cost(
-        table, model="gpt-image-1", usage=None, n=1, size="1024x1024", quality="high"
-    )
+    cost = actual_cost(table, model="gpt-image-1", usage=None, n=1, size="1024x1024", quality="high")
     assert cost.source == "estimate" and not cost.exact
     assert "no usage" in cost.notes[0]
     assert cost.total_usd == pytest.approx(4160 * 40 / 1e6)
@@ -269,16 +245,12 @@ def test_a_model_without_a_price_still_shows_its_token_estimate(table: PriceTabl
     assert "no price known for gpt-image-2.5-flare" in cost.notes
     assert line(cost, "image_out") == (7024, None)
     assert cost.summary().startswith("no price known for gpt-image-2.5-flare (tokens:")
-    billed = actual_cost(
-        table, model="gpt-image-2.5-flare", usage=CONTRACT_USAGE, n=1, size=None, quality=None
-    )
+    billed = actual_cost(table, model="gpt-image-2.5-flare", usage=CONTRACT_USAGE, n=1, size=None, quality=None)
     assert billed.total_usd is None and line(billed, "image_out")[0] == 4160
 
 
 def test_a_catalog_alias_finds_its_models_price(table: PriceTable) -> None:
-    cost = estimate_cost(
-        table, model="my-gpt2", aliases=["gpt-image-2"], size="1024x1024", quality="high"
-    )
+    cost = estimate_cost(table, model="my-gpt2", aliases=["gpt-image-2"], size="1024x1024", quality="high")
     assert cost.total_usd is not None and round(cost.total_usd, 3) == 0.211
     dated = estimate_cost(table, model="gpt-image-2-2026-04-21", size="1024x1024", quality="high")
     assert dated.total_usd == cost.total_usd
@@ -348,9 +320,7 @@ def test_a_bad_model_entry_names_the_line_where_it_starts(tmp_path: Path) -> Non
         "  }\n"
         "}\n"
     )
-    with pytest.raises(
-        ConfigError, match=r"prices\.json: line 5: model 'bad', field per_1m\.image_out"
-    ):
+    with pytest.raises(ConfigError, match=r"prices\.json: line 5: model 'bad', field per_1m\.image_out"):
         load_price_table(write(tmp_path, text))
 
 

@@ -124,9 +124,7 @@ def test_a_base_url_without_a_scheme_is_refused(tmp_path: Path) -> None:
         load_providers(user)
 
 
-@pytest.mark.parametrize(
-    "text", ['["openai"]', '{"models": {}}', '{"providers": {"mine": "https://x.example"}}']
-)
+@pytest.mark.parametrize("text", ['["openai"]', '{"models": {}}', '{"providers": {"mine": "https://x.example"}}'])
 def test_a_file_of_the_wrong_shape_is_refused(tmp_path: Path, text: str) -> None:
     user = tmp_path / "providers.json"
     user.write_text(text)

@@ -21,7 +21,7 @@ import mcp_images
 from mcp_images.catalog import load_catalog
 from mcp_images.cli import build_parser
 from mcp_images.config import Settings
-from mcp_images.pricing import load_price_table
+from mcp_images.price_table import load_price_table
 from mcp_images.providers import builtin_providers, load_providers
 from tests.conftest import make_settings
 

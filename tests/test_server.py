@@ -290,7 +290,9 @@ async def test_an_output_location_outside_the_output_folder_is_refused(
     assert not (tmp_path / "escape").exists()
 
 
-async def test_a_symlink_leading_out_of_the_output_folder_is_refused(client: Client, settings: Any, tmp_path: Path) -> None:
+async def test_a_symlink_leading_out_of_the_output_folder_is_refused(
+    client: Client, settings: Any, tmp_path: Path
+) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     root = Path(settings.output_dir)
@@ -303,13 +305,14 @@ async def test_a_symlink_leading_out_of_the_output_folder_is_refused(client: Cli
 
 async def test_a_folder_the_client_shares_as_a_root_may_be_read(settings: Any, tmp_path: Path) -> None:
     from mcp.types import ListRootsResult, Root
+    from pydantic import FileUrl
 
     shared = tmp_path / "shared"
     shared.mkdir()
     Image.new("RGB", (64, 64), "red").save(shared / "in.png")
 
-    async def roots(_: Any) -> ListRootsResult:
-        return ListRootsResult(roots=[Root(uri=f"file://{shared}")])
+    async def roots(context: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=FileUrl(f"file://{shared}"))])
 
     args = {"prompt": "x", "image": str(shared / "in.png")}
     # Roots are a 2025-11-25 client feature (deprecated by 2026-07-28): legacy sessions use them.

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_images import tasks
+from mcp_images import task_store, tasks
 from mcp_images.errors import (
     ConfigError,
     McpImagesError,
@@ -21,7 +21,8 @@ from mcp_images.errors import (
     ValidationProblem,
 )
 from mcp_images.progress import Progress
-from mcp_images.tasks import Job, TaskHandle, TaskManager, TaskRecord, TaskStore
+from mcp_images.task_store import TaskRecord, TaskStore
+from mcp_images.tasks import Job, TaskHandle, TaskManager
 
 
 def error_to_dict(exc: BaseException) -> dict[str, Any]:
@@ -444,7 +445,7 @@ async def test_a_task_cancelled_from_another_server_stops_at_its_next_progress(d
 def test_a_database_from_a_newer_version_is_refused(db: Path) -> None:
     TaskStore(db).close()
     with sqlite3.connect(db) as conn:
-        conn.execute(f"PRAGMA user_version = {tasks.SCHEMA_VERSION + 1}")
+        conn.execute(f"PRAGMA user_version = {task_store.SCHEMA_VERSION + 1}")
     with pytest.raises(ConfigError, match="newer mcp-images"):
         TaskStore(db)
 

@@ -101,18 +101,12 @@ def test_input_image_tokens_follow_the_tile_rule(width: int, height: int, expect
     assert tk.input_image_tokens(width, height) == expected
 
 
-@pytest.mark.parametrize(
-    ("width", "height", "expected"), [(1024, 1024, 4160), (1536, 1024, 6240), (1024, 1536, 6240)]
-)
-def test_high_fidelity_adds_4160_for_square_and_6240_otherwise(
-    width: int, height: int, expected: int
-) -> None:
+@pytest.mark.parametrize(("width", "height", "expected"), [(1024, 1024, 4160), (1536, 1024, 6240), (1024, 1536, 6240)])
+def test_high_fidelity_adds_4160_for_square_and_6240_otherwise(width: int, height: int, expected: int) -> None:
     assert tk.high_fidelity_tokens(width, height) == expected
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"), [("", 0), ("abcd", 1), ("abcde", 2), ("x" * 240, 60)]
-)
+@pytest.mark.parametrize(("text", "expected"), [("", 0), ("abcd", 1), ("abcde", 2), ("x" * 240, 60)])
 def test_text_tokens_are_about_four_characters_each_rounded_up(text: str, expected: int) -> None:
     assert tk.text_tokens(text) == expected
 
@@ -146,18 +140,14 @@ def test_usage_body_for_gpt_image_2_always_adds_high_fidelity_tokens() -> None:
 
 
 def test_usage_body_counts_each_image_and_100_tokens_per_partial_image() -> None:
-    body = tk.usage_body(
-        "gpt-image-1", prompt="", n=2, width=1024, height=1024, quality="low", partial_images=3
-    )
+    body = tk.usage_body("gpt-image-1", prompt="", n=2, width=1024, height=1024, quality="low", partial_images=3)
     assert body is not None
     assert body["output_tokens"] == 2 * (272 + 3 * tk.PARTIAL_IMAGE_TOKENS)
     assert body["total_tokens"] == body["input_tokens"] + body["output_tokens"]
 
 
 def test_usage_body_is_none_for_per_image_models() -> None:
-    assert (
-        tk.usage_body("dall-e-3", prompt="a", n=1, width=1024, height=1024, quality="high") is None
-    )
+    assert tk.usage_body("dall-e-3", prompt="a", n=1, width=1024, height=1024, quality="high") is None
 
 
 def test_usage_body_falls_back_to_the_formula_for_a_size_off_the_table() -> None:

@@ -103,12 +103,8 @@ def ok(body: Any = None, **headers: str) -> httpx2.Response:
     return httpx2.Response(200, json=OK_BODY if body is None else body, headers=headers)
 
 
-def error(
-    status: int, code: str | None = None, message: str = "nope", **headers: str
-) -> httpx2.Response:
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-    }
+def error(status: int, code: str | None = None, message: str = "nope", **headers: str) -> httpx2.Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
     return httpx2.Response(status, json=body, headers={"x-request-id": "req_123", **headers})
 
 
@@ -124,9 +120,7 @@ def form_parts(request: httpx2.Request) -> list[tuple[str, str | None, bytes]]:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
-        parts.append(
-            (str(name), part.get_filename(), payload if isinstance(payload, bytes) else b"")
-        )
+        parts.append((str(name), part.get_filename(), payload if isinstance(payload, bytes) else b""))
     return parts
 
 
@@ -152,9 +146,7 @@ async def test_openai_generation_posts_the_json_body_with_a_bearer_key() -> None
 
 @pytest.mark.anyio
 async def test_302ai_moves_response_format_and_async_into_the_query_string() -> None:
-    async with upstream(
-        ok({"data": [{"url": "https://file.302.ai/a.png"}]}), provider="302ai"
-    ) as c:
+    async with upstream(ok({"data": [{"url": "https://file.302.ai/a.png"}]}), provider="302ai") as c:
         result = await c.api.generate({"model": "gpt-image-1", "prompt": "a fox", "async": False})
     (request,) = c.fake.requests
     assert request.url.path == "/v1/images/generations"
@@ -245,11 +237,7 @@ async def test_several_images_are_repeated_image_brackets_and_the_mask_is_mask(
     mask = UploadFile("mask.png", "image/png", data=b"MASK")
     async with upstream(ok()) as c:
         await c.api.edit({"model": "gpt-image-2", "prompt": "merge"}, images, mask)
-    files = [
-        (name, filename, data)
-        for name, filename, data in form_parts(c.fake.requests[0])
-        if filename
-    ]
+    files = [(name, filename, data) for name, filename, data in form_parts(c.fake.requests[0]) if filename]
     assert files == [
         ("image[]", "a.png", PNG),
         ("image[]", "b.webp", b"RIFFxxxxWEBP"),
@@ -279,12 +267,8 @@ async def test_files_given_by_path_are_streamed_and_sent_whole_again_on_a_retry(
     fake = Fake([error(500), ok()])
     transport = _FilePartsSeen(fake)
     async with httpx2.AsyncClient(transport=transport) as http:
-        api = ImagesAPI(
-            http, provider=get_provider("openai"), base_url=None, api_key=KEY, sleep=_no_wait
-        )
-        await api.edit(
-            {"model": "gpt-image-2", "prompt": "x"}, [UploadFile("p.png", "image/png", path=photo)]
-        )
+        api = ImagesAPI(http, provider=get_provider("openai"), base_url=None, api_key=KEY, sleep=_no_wait)
+        await api.edit({"model": "gpt-image-2", "prompt": "x"}, [UploadFile("p.png", "image/png", path=photo)])
     assert len(fake.requests) == 2
     # Each attempt sent an open file (not bytes read into memory), closed once sent.
     assert len(transport.files) == 2
@@ -312,9 +296,7 @@ async def test_moderation_is_left_out_of_edits_where_the_provider_does_not_take_
 @pytest.mark.anyio
 async def test_azure_edits_go_to_the_deployments_edits_url() -> None:
     async with upstream(ok(), provider="azure", base_url="https://res.openai.azure.com") as c:
-        await c.api.edit(
-            {"model": "dep", "prompt": "x"}, [UploadFile("a.png", "image/png", data=PNG)]
-        )
+        await c.api.edit({"model": "dep", "prompt": "x"}, [UploadFile("a.png", "image/png", data=PNG)])
     assert c.fake.requests[0].url.path == "/openai/deployments/dep/images/edits"
 
 
@@ -347,9 +329,7 @@ async def test_a_passing_failure_is_retried_and_then_succeeds(
 
 
 @pytest.mark.anyio
-async def test_backoff_grows_from_half_a_second_with_jitter_and_gives_up_after_two_retries() -> (
-    None
-):
+async def test_backoff_grows_from_half_a_second_with_jitter_and_gives_up_after_two_retries() -> None:
     async with upstream(error(500)) as c:
         with pytest.raises(ServerError):
             await c.api.generate({"model": "gpt-image-2", "prompt": "x"})
@@ -384,9 +364,7 @@ def _in_30_seconds() -> str:
     ],
     ids=["ms", "ms-first", "seconds", "http-date", "too-long", "garbled"],
 )
-async def test_the_upstreams_retry_after_is_honoured(
-    headers: dict[str, str], low: float, high: float
-) -> None:
+async def test_the_upstreams_retry_after_is_honoured(headers: dict[str, str], low: float, high: float) -> None:
     if headers.get("retry-after") == "date":
         headers = {"retry-after": _in_30_seconds()}
     async with upstream(error(429, "rate_limit_exceeded", **headers), ok()) as c:
@@ -615,9 +593,7 @@ def completed(prefix: str = "image_generation", b64: str = "RklOQUw=") -> dict[s
 
 
 def stream_of(body: bytes) -> httpx2.Response:
-    return httpx2.Response(
-        200, content=body, headers={"content-type": "text/event-stream", "x-request-id": "req_s"}
-    )
+    return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream", "x-request-id": "req_s"})
 
 
 async def generate_streaming(c: Client, partials: list[PartialImage] | None = None) -> Any:
@@ -715,9 +691,7 @@ class _BrokenStream(httpx2.AsyncByteStream):
 @pytest.mark.anyio
 async def test_a_connection_lost_mid_stream_is_a_stream_error() -> None:
     got: list[PartialImage] = []
-    broken = httpx2.Response(
-        200, stream=_BrokenStream(), headers={"content-type": "text/event-stream"}
-    )
+    broken = httpx2.Response(200, stream=_BrokenStream(), headers={"content-type": "text/event-stream"})
     async with upstream(broken) as c:
         with pytest.raises(StreamError, match="broke after 1 partial"):
             await generate_streaming(c, got)
@@ -746,9 +720,7 @@ async def test_an_error_status_on_a_stream_request_is_mapped_and_retried_like_an
 @pytest.mark.parametrize("answer", [{"task_id": "t-1"}, {"id": "t-1"}], ids=["task_id", "id"])
 async def test_an_async_submit_returns_the_providers_task_id(answer: dict[str, str]) -> None:
     async with upstream(ok(answer), provider="302ai") as c:
-        task = await c.api.submit_async(
-            "generations", {"model": "gpt-image-2", "prompt": "x", "stream": True}
-        )
+        task = await c.api.submit_async("generations", {"model": "gpt-image-2", "prompt": "x", "stream": True})
     assert task == "t-1"
     (request,) = c.fake.requests
     assert request.url.path == "/v1/images/generations"
