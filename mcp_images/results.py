@@ -8,11 +8,18 @@ to ``images://<id>``. ``structuredContent`` carries the same facts for programs.
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
+from mcp_images.errors import McpImagesError, error_dict
 from mcp_images.tools import Outcome
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from mcp_images.estimates import Estimate
+    from mcp_images.task_store import TaskRecord
 
 
 def _human_bytes(n: int) -> str:
@@ -116,3 +123,99 @@ def render(outcome: Outcome) -> CallToolResult:
             )
         )
     return CallToolResult(content=content, structured_content=structured(outcome))
+
+
+# --- errors, tasks and estimates ----------------------------------------------------------
+
+POLL_AFTER_SECONDS = 15.0  # what an agent is told to wait between check_task calls
+
+
+def error_result(exc: McpImagesError) -> CallToolResult:
+    """A tool error that keeps what the upstream said (message, code, request id), no secrets."""
+    return error_result_from_dict(error_dict(exc))
+
+
+def error_result_from_dict(detail: dict[str, Any], *, task_id: str | None = None) -> CallToolResult:
+    text = str(detail.get("message", "failed"))
+    if task_id:
+        detail = {**detail, "task_id": task_id}
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content={"error": detail}, is_error=True
+    )
+
+
+def argument_error(exc: ValidationError) -> CallToolResult:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        problems.append(f"{where}: {err['msg']}")
+    text = "Invalid arguments: " + "; ".join(problems)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={"error": {"type": "InvalidArguments", "message": text}},
+        is_error=True,
+    )
+
+
+def outcome_json(outcome: Any) -> dict[str, Any]:
+    return render(outcome).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def task_started(record: TaskRecord, *, poll_after: float, handed_off: bool = False) -> CallToolResult:
+    why = (
+        f"It took longer than {record.elapsed_seconds:.0f} s, so it goes on in the background"
+        if handed_off
+        else "It runs in the background"
+    )
+    text = (
+        f"Task {record.id} is {record.status}. {why}: call check_task with task_id={record.id!r} "
+        f"and wait_seconds=30 to collect the images (nothing is lost if you come back later)."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={"task_id": record.id, "status": record.status, "poll_after_seconds": poll_after},
+    )
+
+
+def task_result(record: TaskRecord) -> CallToolResult:
+    """A task's state as a tool result: the stored result once it has succeeded."""
+    if record.status == "succeeded" and record.result is not None:
+        return CallToolResult.model_validate(record.result)
+    if record.status in ("failed", "cancelled"):
+        detail = dict(record.error or {"type": "TaskError", "message": f"task {record.id} {record.status}"})
+        if record.status == "cancelled":
+            detail["message"] = f"task {record.id} was cancelled: {detail.get('message', '')}".rstrip(": ")
+        return error_result_from_dict({**detail, "status": record.status}, task_id=record.id)
+    partials = [p for p in record.progress if "images://" in p]
+    text = (
+        f"Task {record.id} is {record.status} ({record.phase or 'queued'}, {record.elapsed_seconds:.0f} s so far"
+        f"{f'; {len(partials)} partial image(s): ' + ', '.join(p.split(': ')[-1] for p in partials) if partials else ''}). "
+        "Call check_task again with wait_seconds=30."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={
+            "task_id": record.id,
+            "status": record.status,
+            "phase": record.phase,
+            "elapsed_seconds": round(record.elapsed_seconds, 1),
+            "progress": record.progress,
+            "poll_after_seconds": POLL_AFTER_SECONDS,
+        },
+    )
+
+
+def render_estimate(est: Estimate, *, n: int) -> CallToolResult:
+    """estimate_cost's answer: one summary line, one line per token kind, notes."""
+    b = est.breakdown
+    lines = [f"{est.model}, n={n}: {b.summary()}"]
+    for line in b.lines:
+        tokens = f"{line.tokens:,}" if line.tokens is not None else "-"
+        if line.tokens_max is not None and line.tokens_max != line.tokens:
+            tokens += f"-{line.tokens_max:,}"
+        price = f" @ ${line.price_per_1m:g}/1M" if line.price_per_1m is not None else ""
+        label = "exact" if line.exact else "estimate"
+        lines.append(f"- {line.kind}: {tokens} tokens{price} ({label}: {line.basis})")
+    lines.extend(f"note: {n}" for n in [*b.notes, *est.warnings])
+    structured = {"model": est.model, "n": n, "input_sizes": est.input_sizes, **b.model_dump(mode="json")}
+    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured)

@@ -19,10 +19,10 @@ from mcp.server import MCPServer
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import AnyUrl, BaseModel, ValidationError
 
-from mcp_images import __version__
+from mcp_images import __version__, results
 from mcp_images.args import CheckTaskArgs, EditArgs, EstimateArgs, ImageArgs, compact_schema, tool_signature
 from mcp_images.config import Settings
 from mcp_images.errors import McpImagesError, error_dict
@@ -50,7 +50,6 @@ Returns the same result as a direct call once it has succeeded; wait_seconds lon
 ESTIMATE_DESCRIPTION = """Price a generate_image or edit_image call before making it: pass the same \
 arguments. Tokens by kind, price per 1M, USD per image and total, exact or estimated, table and date."""
 
-POLL_AFTER_SECONDS = 15.0
 ROOTS_REMOVED_IN = "2026-07-28"  # protocol version without roots/list
 INLINE_REF_KEEP_CHARS = 2048  # longer image references are inline data: not stored on a task
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -79,33 +78,6 @@ class ImagesServer(MCPServer[Any]):
         mime = FORMAT_MIME.get(sniff_format(data[:32]) or "", "application/octet-stream")
         contents: Iterable[ReadResourceContents] = [ReadResourceContents(content=data, mime_type=mime)]
         return contents
-
-
-def error_result(exc: McpImagesError) -> CallToolResult:
-    """A tool error that keeps what the upstream said (message, code, request id), no secrets."""
-    return error_result_from_dict(error_dict(exc))
-
-
-def error_result_from_dict(detail: dict[str, Any], *, task_id: str | None = None) -> CallToolResult:
-    text = str(detail.get("message", "failed"))
-    if task_id:
-        detail = {**detail, "task_id": task_id}
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content={"error": detail}, is_error=True
-    )
-
-
-def argument_error(exc: ValidationError) -> CallToolResult:
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "arguments"
-        problems.append(f"{where}: {err['msg']}")
-    text = "Invalid arguments: " + "; ".join(problems)
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content={"error": {"type": "InvalidArguments", "message": text}},
-        is_error=True,
-    )
 
 
 async def client_roots(ctx: Context[Any, Any]) -> list[Any] | None:
@@ -154,13 +126,13 @@ def make_tool(
         try:
             args = model.model_validate(arguments)
         except ValidationError as exc:
-            return argument_error(exc)
+            return results.argument_error(exc)
         progress = Progress(ctx.report_progress)
         try:
             return await body(rt, args, progress, ctx)
         except McpImagesError as exc:
             logger.info("%s refused: %s", name, type(exc).__name__)
-            return error_result(exc)
+            return results.error_result(exc)
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context)
     handler.__signature__ = tool_signature(model, rt.catalog.names(), ctx_param)  # type: ignore[attr-defined]
@@ -184,61 +156,11 @@ def _record_args(args: BaseModel) -> dict[str, Any]:
     return {"arguments": {k: trim(v) for k, v in dumped.items()}}
 
 
-def _outcome_json(outcome: Any) -> dict[str, Any]:
-    from mcp_images import results
-
-    return results.render(outcome).model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def task_started(record: Any, *, poll_after: float, handed_off: bool = False) -> CallToolResult:
-    why = (
-        f"It took longer than {record.elapsed_seconds:.0f} s, so it goes on in the background"
-        if handed_off
-        else "It runs in the background"
-    )
-    text = (
-        f"Task {record.id} is {record.status}. {why}: call check_task with task_id={record.id!r} "
-        f"and wait_seconds=30 to collect the images (nothing is lost if you come back later)."
-    )
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content={"task_id": record.id, "status": record.status, "poll_after_seconds": poll_after},
-    )
-
-
-def task_result(record: Any) -> CallToolResult:
-    """A task's state as a tool result: the stored result once it has succeeded."""
-    if record.status == "succeeded" and record.result is not None:
-        return CallToolResult.model_validate(record.result)
-    if record.status in ("failed", "cancelled"):
-        detail = dict(record.error or {"type": "TaskError", "message": f"task {record.id} {record.status}"})
-        if record.status == "cancelled":
-            detail["message"] = f"task {record.id} was cancelled: {detail.get('message', '')}".rstrip(": ")
-        return error_result_from_dict({**detail, "status": record.status}, task_id=record.id)
-    partials = [p for p in record.progress if "images://" in p]
-    text = (
-        f"Task {record.id} is {record.status} ({record.phase or 'queued'}, {record.elapsed_seconds:.0f} s so far"
-        f"{f'; {len(partials)} partial image(s): ' + ', '.join(p.split(': ')[-1] for p in partials) if partials else ''}). "
-        "Call check_task again with wait_seconds=30."
-    )
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content={
-            "task_id": record.id,
-            "status": record.status,
-            "phase": record.phase,
-            "elapsed_seconds": round(record.elapsed_seconds, 1),
-            "progress": record.progress,
-            "poll_after_seconds": POLL_AFTER_SECONDS,
-        },
-    )
-
-
 async def _image_tool(
     rt: Runtime, args: ImageArgs, progress: Progress, ctx: Context[Any, Any], name: str
 ) -> CallToolResult:
     """generate_image / edit_image: validate now, then run as a task (attached unless async)."""
-    from mcp_images import tools
+    from mcp_images import provider_jobs, tools
 
     edit = isinstance(args, EditArgs)
     tools.validate(rt, args, edit=edit)  # refusals come back at once and create no task
@@ -248,20 +170,20 @@ async def _image_tool(
 
     async def job(job_progress: Progress, handle: Any) -> dict[str, Any]:
         if provider_side:
-            return _outcome_json(await tools.submit_provider_job(rt, args, job_progress, handle, roots))
+            return results.outcome_json(await provider_jobs.submit_provider_job(rt, args, job_progress, handle, roots))
         if isinstance(args, EditArgs):
-            return _outcome_json(await tools.edit_image(rt, args, job_progress, roots))
-        return _outcome_json(await tools.generate_image(rt, args, job_progress))
+            return results.outcome_json(await tools.edit_image(rt, args, job_progress, roots))
+        return results.outcome_json(await tools.generate_image(rt, args, job_progress))
 
     if args.async_:
         provider = rt.provider.name if provider_side else None
         record = await manager.start(name, _record_args(args), job, provider=provider)
-        return task_started(record, poll_after=POLL_AFTER_SECONDS)
+        return results.task_started(record, poll_after=results.POLL_AFTER_SECONDS)
     handoff = rt.settings.sync_timeout or None
     record = await manager.run_attached(name, _record_args(args), job, send=ctx.report_progress, handoff_after=handoff)
     if not record.finished:
-        return task_started(record, poll_after=POLL_AFTER_SECONDS, handed_off=True)
-    return task_result(record)
+        return results.task_started(record, poll_after=results.POLL_AFTER_SECONDS, handed_off=True)
+    return results.task_result(record)
 
 
 async def _generate(rt: Runtime, args: ImageArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
@@ -275,66 +197,26 @@ async def _edit(rt: Runtime, args: EditArgs, progress: Progress, ctx: Context[An
 async def _check_task(rt: Runtime, args: CheckTaskArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
     manager = await rt.tasks()
     record = await manager.wait(args.task_id, args.wait_seconds, send=ctx.report_progress)
-    return task_result(record)
+    return results.task_result(record)
 
 
 async def _estimate(rt: Runtime, args: EstimateArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
-    from mcp_images import tools
+    from mcp_images.estimates import estimate
 
     roots = await client_roots(ctx) if args.image is not None or args.mask is not None else None
-    est = await tools.estimate(rt, args, roots)
-    b = est.breakdown
-    lines = [f"{est.model}, n={args.n or 1}: {b.summary()}"]
-    for line in b.lines:
-        tokens = f"{line.tokens:,}" if line.tokens is not None else "-"
-        if line.tokens_max is not None and line.tokens_max != line.tokens:
-            tokens += f"-{line.tokens_max:,}"
-        price = f" @ ${line.price_per_1m:g}/1M" if line.price_per_1m is not None else ""
-        label = "exact" if line.exact else "estimate"
-        lines.append(f"- {line.kind}: {tokens} tokens{price} ({label}: {line.basis})")
-    lines.extend(f"note: {n}" for n in [*b.notes, *est.warnings])
-    structured = {"model": est.model, "n": args.n or 1, "input_sizes": est.input_sizes, **b.model_dump(mode="json")}
-    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured)
+    return results.render_estimate(await estimate(rt, args, roots), n=args.n or 1)
 
 
 def build_tools(rt: Runtime) -> list[Tool]:
+    rows = [
+        ("generate_image", "Generate image", GENERATE_DESCRIPTION, ImageArgs, _generate, WRITE),
+        ("edit_image", "Edit image", EDIT_DESCRIPTION, EditArgs, _edit, WRITE),
+        ("check_task", "Check task", CHECK_DESCRIPTION, CheckTaskArgs, _check_task, READ),
+        ("estimate_cost", "Estimate cost", ESTIMATE_DESCRIPTION, EstimateArgs, _estimate, READ),
+    ]
     return [
-        make_tool(
-            rt,
-            name="generate_image",
-            title="Generate image",
-            description=GENERATE_DESCRIPTION,
-            model=ImageArgs,
-            body=_generate,
-            annotations=WRITE,
-        ),
-        make_tool(
-            rt,
-            name="edit_image",
-            title="Edit image",
-            description=EDIT_DESCRIPTION,
-            model=EditArgs,
-            body=_edit,
-            annotations=WRITE,
-        ),
-        make_tool(
-            rt,
-            name="check_task",
-            title="Check task",
-            description=CHECK_DESCRIPTION,
-            model=CheckTaskArgs,
-            body=_check_task,
-            annotations=READ,
-        ),
-        make_tool(
-            rt,
-            name="estimate_cost",
-            title="Estimate cost",
-            description=ESTIMATE_DESCRIPTION,
-            model=EstimateArgs,
-            body=_estimate,
-            annotations=READ,
-        ),
+        make_tool(rt, name=name, title=title, description=desc, model=model, body=body, annotations=ann)
+        for name, title, desc, model, body, ann in rows
     ]
 
 
@@ -370,7 +252,7 @@ async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
 
 def _make_poller(rt: Runtime, record: Any) -> Any:
     """A job that polls a provider-held task again after a restart (None: cannot)."""
-    from mcp_images import tools
+    from mcp_images import provider_jobs
 
     model = EditArgs if record.tool == "edit_image" else ImageArgs
     try:
@@ -380,7 +262,7 @@ def _make_poller(rt: Runtime, record: Any) -> Any:
     provider_id = record.provider_task_id
 
     async def job(progress: Progress, handle: Any) -> dict[str, Any]:
-        return _outcome_json(await tools.poll_provider_job(rt, args, provider_id, progress))
+        return results.outcome_json(await provider_jobs.poll_provider_job(rt, args, provider_id, progress))
 
     return job
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from mcp_images.args import CommonArgs, EditArgs, EstimateArgs, ImageArgs
+from mcp_images.args import CommonArgs, EditArgs, ImageArgs
 from mcp_images.catalog import ImageParams, ModelSpec, check_edit_inputs, check_params
 from mcp_images.concurrency import single_errors
 from mcp_images.errors import UpstreamError, ValidationProblem
@@ -191,8 +191,8 @@ async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roo
     warnings += [i.note for i in images if i.note] + ([mask.note] if mask and mask.note else [])
     api = await rt.api()
     fields = request_body(params, spec)
-    uploads = [_upload(img) for img in images]
-    mask_upload = _upload(mask) if mask else None
+    uploads = [upload_file(img) for img in images]
+    mask_upload = upload_file(mask) if mask else None
     saver = PartialSaver(rt, params, progress)
     await progress.phase("uploading")
     async with progress.beating():
@@ -203,7 +203,7 @@ async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roo
     return outcome
 
 
-def _upload(img: InputImage) -> Any:
+def upload_file(img: InputImage) -> Any:
     from mcp_images.upstream import UploadFile
 
     if img.path is not None:
@@ -355,120 +355,4 @@ def _cost(
         return None
 
 
-PROVIDER_TASK_DEADLINE_SECONDS = 3600.0  # a provider-held job still pending after this is failed
-
-
-async def submit_provider_job(
-    rt: Runtime, args: ImageArgs, progress: Progress, handle: Any, client_roots: list[Any] | None = None
-) -> Outcome:
-    """Submit to a provider that runs jobs itself (302.ai ``?async=true``), then poll it.
-
-    The provider's task id is recorded at once (``handle``), so a restarted server polls it again.
-    """
-    edit = isinstance(args, EditArgs)
-    spec, params, warnings = validate(rt, args, edit=edit)
-    uploads: list[Any] = []
-    mask_upload = None
-    if isinstance(args, EditArgs):
-        images, mask = await load_edit_inputs(rt, args, spec, client_roots)
-        uploads = [_upload(i) for i in images]
-        mask_upload = _upload(mask) if mask else None
-    api = await rt.api()
-    await progress.phase("submitting")
-    provider_id = await api.submit_async(
-        "edits" if edit else "generations", request_body(params, spec), uploads, mask_upload
-    )
-    handle.set_provider_task_id(provider_id)
-    await progress.note(f"the provider accepted the job as {provider_id}")
-    return await poll_provider_job(rt, args, provider_id, progress, warnings=warnings)
-
-
-async def poll_provider_job(
-    rt: Runtime, args: ImageArgs, provider_id: str, progress: Progress, *, warnings: list[str] | None = None
-) -> Outcome:
-    """Poll a provider-held job until it answers, then save its images like a direct call.
-
-    Raises:
-        UpstreamError: the job failed, or is still pending after the deadline.
-    """
-    edit = isinstance(args, EditArgs)
-    spec, params, checks = validate(rt, args, edit=edit)
-    api = await rt.api()
-    spec_async = rt.provider.async_mode
-    interval = spec_async.poll_interval_seconds if spec_async else 5.0
-    await progress.phase("generating")
-    response = None
-    async with progress.beating():
-        with anyio.move_on_after(PROVIDER_TASK_DEADLINE_SECONDS):
-            while (response := await api.poll_async(provider_id)) is None:
-                await anyio.sleep(interval)
-    if response is None:
-        raise UpstreamError(f"the provider's job {provider_id} was still pending after an hour; giving up on it")
-    return await finish(rt, params, spec, response, progress, warnings=warnings or checks, edit=edit)
-
-
-@dataclass
-class Estimate:
-    model: str
-    params: ImageParams
-    breakdown: CostBreakdown
-    input_sizes: list[tuple[int, int]]
-    warnings: list[str]
-
-
-async def estimate(rt: Runtime, args: EstimateArgs, client_roots: list[Any] | None = None) -> Estimate:
-    """Validate the call as the real one would be, then price it from the price table.
-
-    Input images given as references are read only for their dimensions (and checked like an
-    edit's); ``WIDTHxHEIGHT`` strings stand in for images.
-
-    Raises:
-        ValidationProblem, InputError: exactly what the real call would refuse.
-    """
-    from mcp_images.catalog import InputFacts, parse_size
-    from mcp_images.inputs import load_image_ref
-    from mcp_images.pricing import estimate_cost
-
-    refs = args.image_list()
-    edit = bool(refs) or args.mask is not None or args.input_fidelity is not None
-    model = args.model or rt.settings.default_model
-    spec = rt.catalog.get(model)
-    params = to_params(args, model)
-    warnings = check_params(spec, ImageParams(**{**params.__dict__, "prompt": args.prompt or "x"}), edit=edit)
-    facts: list[InputFacts] = []
-    policy = rt.input_policy(client_roots)
-    for i, ref in enumerate(refs, 1):
-        dims = parse_size(ref)
-        if dims is not None:
-            facts.append(InputFacts(f"image {i}", (spec.edit_formats or ["png"])[0], dims[0], dims[1], 0, True))
-            continue
-        img = await load_image_ref(
-            ref, label=f"image {i}", policy=policy, resolve_id=rt.store.find, http=await rt.http()
-        )
-        facts.append(img.facts())
-    mask_facts = None
-    if args.mask is not None:
-        mask = await load_image_ref(
-            args.mask, label="the mask", policy=policy, resolve_id=rt.store.find, http=await rt.http(), is_mask=True
-        )
-        mask_facts = mask.facts()
-    if edit:
-        check_edit_inputs(spec, facts, mask_facts)
-    sizes = [(f.width, f.height) for f in facts]
-    breakdown = estimate_cost(
-        rt.prices,
-        model=spec.name if spec.known else model,
-        n=args.n or 1,
-        size=args.size,
-        quality=args.quality,
-        prompt=args.prompt,
-        input_sizes=sizes,
-        input_fidelity=args.input_fidelity,
-        partial_images=(args.partial_images or 0) if args.stream else 0,
-        edit=edit,
-        aliases=spec.all_names,
-    )
-    return Estimate(model=model, params=params, breakdown=breakdown, input_sizes=sizes, warnings=warnings)
-
-
-__all__ = ["Outcome", "ValidationProblem", "edit_image", "estimate", "generate_image"]
+__all__ = ["Outcome", "ValidationProblem", "edit_image", "finish", "generate_image", "validate"]
