@@ -8,28 +8,21 @@ A reference is one of:
 4. a ``data:image/...;base64,...`` URI, or raw base64 that decodes to an image;
 5. an ``https://`` URL (``http://`` only for allowed hosts), fetched by `netguard`.
 
-The type always comes from the content, never from the name or a declared type. PNG, JPEG
-and WebP pass untouched (a local file is kept as a path and streamed at upload); GIF, BMP
-and TIFF are converted to PNG with a note; HEIC/AVIF and non-images are refused. Sizes are
-checked later against the model (`catalog.check_edit_inputs`), so nothing is shrunk here.
-
-Residual risk, local paths: the real path is checked, then opened again at upload; a local
-user who can rewrite a folder inside an allowed root between the two could swap the file.
+`input_sources` finds the bytes; this module checks what they are. The type always comes
+from the content, never from the name or a declared type. PNG, JPEG and WebP pass untouched
+(a local file is kept as a path and streamed at upload); GIF, BMP and TIFF are converted to
+PNG with a note; HEIC/AVIF and non-images are refused. Sizes are checked later against the
+model (`catalog.check_edit_inputs`), so nothing is shrunk here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import os
 import re
-import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
-from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -37,19 +30,15 @@ import anyio.to_thread
 from mcp_images import imaging, netguard
 from mcp_images.catalog import InputFacts
 from mcp_images.errors import InputError
+from mcp_images.input_sources import IdResolver, Source, locate
 
 if TYPE_CHECKING:
     import httpx2
 
-IdResolver = Callable[[str], Path | None]
-ID_PATTERN = re.compile(r"[0-9a-f]{12}")
 HEAD_BYTES = 32  # what imaging.sniff_format looks at
 PASS_FORMATS = ("png", "jpeg", "webp")
 CONVERT_FORMATS = ("gif", "bmp", "tiff")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-BASE64_MIN_CHARS = 64  # shorter strings are names or ids, not image data
-BASE64_RE = re.compile(r"[A-Za-z0-9+/_\-\s]+={0,2}\s*")
-SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]+):")  # 2+ chars: "C:" stays a drive
 SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 MASK_FIX = (
     "save it as RGBA PNG where the area to edit is fully transparent, "
@@ -118,23 +107,6 @@ class InputImage:
         return self.path.open("rb")
 
 
-@dataclass(frozen=True)
-class _Source:
-    """Where the bytes are before checking: a confined local file or bytes in memory."""
-
-    name: str  # for messages and the upload filename: a basename, or "" when there is none
-    path: Path | None = None
-    data: bytes | None = None
-
-    @property
-    def content(self) -> Path | bytes:
-        if self.data is not None:
-            return self.data
-        if self.path is None:  # unreachable: every _Source is made with one of the two
-            raise InputError("the input has neither a file nor data")
-        return self.path
-
-
 async def load_image_ref(
     ref: str,
     *,
@@ -153,8 +125,10 @@ async def load_image_ref(
         InputError: the reference cannot be used; the message says what to change.
     """
     field = "mask" if is_mask else "image"
+    roots = policy.roots if policy.allow_local_paths else None  # None: local paths are off
+    fetch = _fetch_rules(policy, resolver)
     try:
-        source = await _locate(ref.strip(), label, policy, resolve_id, http, resolver)
+        source = await locate(ref.strip(), label, local_roots=roots, fetch=fetch, resolve_id=resolve_id, http=http)
         return await anyio.to_thread.run_sync(_inspect, source, label, policy, is_mask)
     except InputError as exc:
         exc.field = exc.field or field
@@ -197,148 +171,20 @@ async def load_image_refs(
     return [r for r in results if isinstance(r, InputImage)]
 
 
-# -- where the bytes are ----------------------------------------------------------------------
-
-
-async def _locate(
-    ref: str,
-    label: str,
-    policy: InputPolicy,
-    resolve_id: IdResolver,
-    http: httpx2.AsyncClient | None,
-    resolver: netguard.HostResolver | None,
-) -> _Source:
-    if not ref:
-        raise InputError(f"{label} is empty: give a path, an images:// id, a URL or base64 data")
-    lowered = ref[:16].lower()
-    if lowered.startswith("data:"):
-        return _Source("", data=_decode_data_uri(ref, label))
-    if lowered.startswith("images://"):
-        return _from_id(ref[len("images://") :].strip("/"), label, resolve_id)
-    if lowered.startswith("file:"):
-        return await _from_path(_file_uri_path(ref, label), label, policy)
-    if SCHEME_RE.match(ref):
-        rules = netguard.FetchRules(
-            allowed_hosts=policy.allowed_hosts,
-            max_bytes=policy.max_download_bytes,
-            timeout=policy.download_timeout,
-            max_redirects=policy.max_redirects,
-            resolver=resolver or netguard.system_resolver,
-        )
-        try:
-            got = await netguard.download(ref, client=http, rules=rules)
-        except InputError as exc:
-            raise InputError(f"{label}: {exc}") from exc
-        return _Source(unquote(got.url.path.rsplit("/", 1)[-1]), data=got.data)
-    if ID_PATTERN.fullmatch(ref):
-        return _from_id(ref, label, resolve_id)
-    data = _raw_base64(ref, label)
-    if data is not None:
-        return _Source("", data=data)
-    return await _from_path(ref, label, policy)
-
-
-def _from_id(image_id: str, label: str, resolve_id: IdResolver) -> _Source:
-    image_id = image_id.split(".", 1)[0]  # images://<id>.png names the same image
-    if not ID_PATTERN.fullmatch(image_id):
-        raise InputError(f"{label}: {image_id!r} is not an image id (ids look like 3f9a0c1b2d4e)")
-    path = resolve_id(image_id)
-    if path is None:
-        raise InputError(
-            f"{label}: no image with id {image_id} was made by this server "
-            "(ids come from generate_image/edit_image results)"
-        )
-    # The store's own files are always allowed: no confinement, even when paths are off.
-    return _Source(path.name, path=path)
-
-
-def _file_uri_path(ref: str, label: str) -> str:
-    parts = urlsplit(ref)
-    if parts.netloc not in ("", "localhost"):
-        raise InputError(f"{label}: file:// URIs must name a file on this machine, not {parts.netloc}")
-    path = unquote(parts.path)
-    if not path.startswith("/"):
-        raise InputError(f"{label}: the file:// URI must hold an absolute path (file:///...)")
-    return path
-
-
-async def _from_path(raw: str, label: str, policy: InputPolicy) -> _Source:
-    if not policy.allow_local_paths:
-        raise InputError(
-            f"{label}: local paths are off over HTTP; set MCP_IMAGES_INPUT_DIRS to allow folders "
-            "(or pass the image as an https:// URL, base64 data or an images:// id)"
-        )
-    expanded = Path(raw).expanduser()
-    if not expanded.is_absolute():
-        raise InputError(f"{label}: {raw!r} is a relative path; give an absolute path")
-    real = Path(os.path.realpath(expanded))  # follows symlinks and collapses ".."
-    roots = [Path(os.path.realpath(root)) for root in policy.roots]
-    if not any(real.is_relative_to(root) for root in roots):
-        allowed = ", ".join(str(r) for r in roots) or "none"
-        raise InputError(
-            f"{label}: {raw} is outside the folders this server may read ({allowed}); add its "
-            "folder to MCP_IMAGES_INPUT_DIRS, or let the client share it as an MCP root"
-        )
-    await anyio.to_thread.run_sync(_check_file, real, raw, label)
-    return _Source(expanded.name, path=real)
-
-
-def _check_file(real: Path, raw: str, label: str) -> None:
-    try:
-        info = real.stat()
-    except FileNotFoundError as exc:
-        raise InputError(f"{label}: there is no file at {raw}") from exc
-    except OSError as exc:
-        raise InputError(f"{label}: cannot read {raw} ({exc.strerror})") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise InputError(f"{label}: {raw} is a folder; give the path of an image file")
-    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
-        raise InputError(f"{label}: {raw} is not a regular file")
-    if not os.access(real, os.R_OK):
-        raise InputError(f"{label}: cannot read {raw} (permission denied)")
-
-
-def _decode_data_uri(ref: str, label: str) -> bytes:
-    header, sep, payload = ref.partition(",")
-    if not sep:
-        raise InputError(f"{label}: the data URI has no ',' before its data")
-    if not header.lower().endswith(";base64"):
-        raise InputError(f"{label}: the data URI must be base64 (data:image/png;base64,...)")
-    return _b64decode(payload, label)
-
-
-def _raw_base64(ref: str, label: str) -> bytes | None:
-    """Raw base64 image data, or None when ``ref`` does not look like base64 at all.
-
-    A raw JPEG starts "/9j/", like a path: it counts as data only if it decodes to an image.
-    """
-    if len(ref) < BASE64_MIN_CHARS or not BASE64_RE.fullmatch(ref):
-        return None
-    if ref.startswith(("/", "~")):
-        try:
-            head = _b64decode(ref[:44], label)
-        except InputError:
-            return None
-        if imaging.sniff_format(head) is None:
-            return None
-    return _b64decode(ref, label)
-
-
-def _b64decode(text: str, label: str) -> bytes:
-    compact = "".join(text.split())
-    compact += "=" * (-len(compact) % 4)
-    try:
-        if "-" in compact or "_" in compact:
-            return base64.urlsafe_b64decode(compact.encode("ascii"))
-        return base64.b64decode(compact.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InputError(f"{label}: the base64 data is not valid ({exc})") from exc
+def _fetch_rules(policy: InputPolicy, resolver: netguard.HostResolver | None) -> netguard.FetchRules:
+    return netguard.FetchRules(
+        allowed_hosts=policy.allowed_hosts,
+        max_bytes=policy.max_download_bytes,
+        timeout=policy.download_timeout,
+        max_redirects=policy.max_redirects,
+        resolver=resolver or netguard.system_resolver,
+    )
 
 
 # -- what the bytes are -----------------------------------------------------------------------
 
 
-def _inspect(source: _Source, label: str, policy: InputPolicy, is_mask: bool) -> InputImage:
+def _inspect(source: Source, label: str, policy: InputPolicy, is_mask: bool) -> InputImage:
     """Check the content; convert where allowed. Runs in a worker thread (Pillow, file I/O)."""
     head = _head(source, label)
     fmt = imaging.sniff_format(head)
@@ -386,7 +232,7 @@ def _inspect(source: _Source, label: str, policy: InputPolicy, is_mask: bool) ->
     )
 
 
-def _head(source: _Source, label: str) -> bytes:
+def _head(source: Source, label: str) -> bytes:
     if source.path is None:
         if not source.data:
             raise InputError(f"{label} is empty (0 bytes)")

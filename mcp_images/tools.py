@@ -25,8 +25,8 @@ from mcp_images.runtime import Runtime
 from mcp_images.store import StoredImage
 
 if TYPE_CHECKING:
-    from mcp_images.imaging import Preview
     from mcp_images.inputs import InputImage
+    from mcp_images.previews import Preview
     from mcp_images.pricing import CostBreakdown
     from mcp_images.upstream import ImagesResponse, PartialImage
 
@@ -204,7 +204,7 @@ async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roo
 
 
 def upload_file(img: InputImage) -> Any:
-    from mcp_images.upstream import UploadFile
+    from mcp_images.upstream_requests import UploadFile
 
     if img.path is not None:
         return UploadFile(filename=img.filename, mime_type=img.mime_type, path=img.path)
@@ -313,7 +313,7 @@ async def finish(
 
 
 def _save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int) -> SavedImage:
-    from mcp_images.imaging import base64_len, make_preview
+    from mcp_images.previews import base64_len, make_preview
 
     stored = _save_bytes(rt, data, params)
     mode = rt.settings.inline

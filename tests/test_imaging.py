@@ -15,13 +15,12 @@ from PIL import Image, ImageDraw
 from mcp_images.errors import InputError
 from mcp_images.imaging import (
     FORMAT_MIME,
-    base64_len,
     bw_mask_to_alpha,
-    make_preview,
     probe,
     sniff_format,
     to_png,
 )
+from mcp_images.previews import base64_len, make_preview
 
 PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
 PIL_NAMES |= {"tiff": "TIFF"}

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from mcp_images.errors import InputError
+from mcp_images.input_sources import ID_PATTERN
 from mcp_images.inputs import (
-    ID_PATTERN,
     InputImage,
     InputPolicy,
     load_image_ref,

@@ -39,7 +39,8 @@ from mcp_images.errors import (
     UpstreamError,
 )
 from mcp_images.providers import get_provider
-from mcp_images.upstream import ImagesAPI, PartialImage, UploadFile
+from mcp_images.upstream import ImagesAPI, PartialImage
+from mcp_images.upstream_requests import UploadFile
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 50
