@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POOL_MAX_CONNECTIONS = 20  # concurrent upstream requests per server
-POOL_KEEPALIVE = 10
+POOL_MAX_CONNECTIONS = 128  # concurrent upstream requests per server (100 background tasks is a target)
+POOL_KEEPALIVE = 20
 
 
 class Runtime:

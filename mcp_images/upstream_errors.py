@@ -185,6 +185,11 @@ def transport_error(
     """
     if isinstance(exc, httpx2.ConnectTimeout):
         return ConnectionError_(f"could not connect to {where} within {connect_seconds:g} s")
+    if isinstance(exc, httpx2.PoolTimeout):
+        return TimeoutError_(
+            f"no connection to {where} came free within {read_seconds:g} s: too many jobs at once; "
+            "wait for running tasks to finish, or start fewer"
+        )
     if isinstance(exc, httpx2.TimeoutException):
         return TimeoutError_(f"{where} did not answer within {read_seconds:g} s{hint}")
     detail = scrub(str(exc), secret) or type(exc).__name__

@@ -31,13 +31,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 600.0
 DEFAULT_WRITE_TIMEOUT = 60.0  # per socket write, not for the whole upload
-DEFAULT_POOL_TIMEOUT = 10.0
+# Waiting for a free pooled connection is queueing behind our own jobs, not an upstream fault:
+# allow as long as an answer itself may take.
 
 
 def timeouts(read: float) -> httpx2.Timeout:
     """The timeouts of one request: ``read`` seconds to wait for an answer, the rest fixed."""
     return httpx2.Timeout(
-        connect=DEFAULT_CONNECT_TIMEOUT, read=read, write=DEFAULT_WRITE_TIMEOUT, pool=DEFAULT_POOL_TIMEOUT
+        connect=DEFAULT_CONNECT_TIMEOUT, read=read, write=DEFAULT_WRITE_TIMEOUT, pool=read
     )
 
 

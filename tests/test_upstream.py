@@ -549,6 +549,15 @@ async def test_a_read_timeout_names_the_seconds_and_the_timeout_setting() -> Non
 
 
 @pytest.mark.anyio
+async def test_waiting_for_a_busy_connection_pool_is_not_blamed_on_the_upstream() -> None:
+    async with upstream(httpx2.PoolTimeout("busy"), httpx2.PoolTimeout("busy"), httpx2.PoolTimeout("busy")) as c:
+        with pytest.raises(TimeoutError_) as caught:
+            await c.api.generate({"model": "gpt-image-2", "prompt": "x"})
+    assert "came free" in str(caught.value)
+    assert "did not answer" not in str(caught.value)
+
+
+@pytest.mark.anyio
 async def test_an_unreachable_upstream_names_the_base_url() -> None:
     base = "http://127.0.0.1:9/v1"
     async with upstream(httpx2.ConnectError("refused"), provider="compatible", base_url=base) as c:
