@@ -88,11 +88,12 @@ def _sniff_bmff(head: bytes) -> str | None:
     return None
 
 
-def probe(source: Path | bytes) -> ImageInfo:
+def probe(source: Path | bytes, *, verify: bool = True) -> ImageInfo:
     """Read format, size and alpha from the header, without decoding the pixels.
 
-    PNG chunks are also walked and CRC-checked (cheap, no decoding) so that a truncated
-    download is refused here rather than later.
+    With ``verify``, PNG chunks are also walked and CRC-checked (no decoding) so that a
+    truncated download is refused here rather than later; callers that decode the image
+    next anyway (the preview) pass ``verify=False`` and let the decode catch it.
 
     Raises:
         InputError: the file cannot be read, or is not a complete image in a known format.
@@ -107,7 +108,8 @@ def probe(source: Path | bytes) -> ImageInfo:
             bytes=n_bytes,
         )
         try:
-            im.verify()
+            if verify:
+                im.verify()
         except (OSError, SyntaxError, EOFError) as exc:
             raise InputError(f"{_describe(source)} is truncated or corrupt ({exc})") from exc
     return info

@@ -7,7 +7,6 @@ inside the functions so that importing this module costs nothing at start-up.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 from dataclasses import dataclass, field
@@ -221,22 +220,25 @@ class PartialSaver:
     async def __call__(self, partial: PartialImage) -> None:
         data = _decode_b64(partial.b64_json, "partial image")
         tag = f"partial{partial.index}"
-        stored = await anyio.to_thread.run_sync(lambda: _save_bytes(self.rt, data, self.params, tag=tag))
+        stored = await anyio.to_thread.run_sync(
+            lambda: _save_bytes(self.rt, data, self.params, tag=tag), limiter=self.rt.image_threads
+        )
         self.saved.append(stored)
         await self.progress.note(f"partial image {partial.index + 1} saved: {stored.uri}")
 
 
 def _decode_b64(text: str, what: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=False)
+        # a2b_base64 takes the str as it is: b64decode would first copy it to bytes.
+        return binascii.a2b_base64(text)
     except (binascii.Error, ValueError) as exc:
         raise UpstreamError(f"the upstream sent a {what} that is not valid base64") from exc
 
 
-def _save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "") -> StoredImage:
+def _save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", verify: bool = True) -> StoredImage:
     from mcp_images.imaging import probe
 
-    info = probe(data)
+    info = probe(data, verify=verify)
     if info.format not in ("png", "jpeg", "webp", "gif"):
         raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
     stem = f"{params.filename}-{tag}" if params.filename and tag else params.filename
@@ -280,13 +282,17 @@ async def finish(
     async def one(index: int) -> None:
         datum = response.data[index]
         if datum.b64_json:
-            data = await anyio.to_thread.run_sync(_decode_b64, datum.b64_json, "image")
+            text, datum.b64_json = datum.b64_json, None  # the text goes as soon as it is decoded
+            data = await anyio.to_thread.run_sync(_decode_b64, text, "image", limiter=rt.image_threads)
+            del text
         elif datum.url:
             await progress.phase("downloading")
             data = await api.download(datum.url)
         else:
             raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
-        saved[index] = await anyio.to_thread.run_sync(lambda: _save_and_preview(rt, data, params, budget))
+        saved[index] = await anyio.to_thread.run_sync(
+            lambda: _save_and_preview(rt, data, params, budget), limiter=rt.image_threads
+        )
 
     with single_errors():
         async with anyio.create_task_group() as tg:
@@ -313,15 +319,20 @@ async def finish(
 
 
 def _save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int) -> SavedImage:
+    """Preview first (its decode also proves the bytes are a whole image), then save."""
+    from mcp_images.errors import InputError
     from mcp_images.previews import base64_len, make_preview
 
-    stored = _save_bytes(rt, data, params)
     mode = rt.settings.inline
-    if mode == "none":
-        return SavedImage(stored)
-    if mode == "full" and base64_len(len(data)) <= budget:
-        return SavedImage(stored, inline_full=True)
-    return SavedImage(stored, preview=make_preview(stored.path, max_b64_chars=budget))
+    preview = None
+    inline_full = mode == "full" and base64_len(len(data)) <= budget
+    if mode != "none" and not inline_full:
+        try:
+            preview = make_preview(data, max_b64_chars=budget)
+        except InputError as exc:
+            raise UpstreamError(f"the upstream sent an image that cannot be decoded: {exc}") from exc
+    stored = _save_bytes(rt, data, params, verify=preview is None)
+    return SavedImage(stored, preview=preview, inline_full=inline_full)
 
 
 def _cost(
