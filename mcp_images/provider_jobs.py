@@ -59,10 +59,14 @@ async def poll_provider_job(
     interval = spec_async.poll_interval_seconds if spec_async else 5.0
     await progress.phase("generating")
     response = None
-    async with progress.beating():
-        with anyio.move_on_after(PROVIDER_TASK_DEADLINE_SECONDS):
-            while (response := await api.poll_async(provider_id)) is None:
-                await anyio.sleep(interval)
-    if response is None:
-        raise UpstreamError(f"the provider's job {provider_id} was still pending after an hour; giving up on it")
-    return await finish(rt, params, spec, response, progress, warnings=warnings or checks, edit=edit)
+    slot = rt.body_slot()
+    try:
+        async with progress.beating():
+            with anyio.move_on_after(PROVIDER_TASK_DEADLINE_SECONDS):
+                while (response := await api.poll_async(provider_id, body_slot=slot)) is None:
+                    await anyio.sleep(interval)
+        if response is None:
+            raise UpstreamError(f"the provider's job {provider_id} was still pending after an hour; giving up on it")
+        return await finish(rt, params, spec, response, progress, warnings=warnings or checks, edit=edit)
+    finally:
+        slot.release()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcp_images.catalog import Catalog, load_catalog
+from mcp_images.concurrency import BodySlot
 from mcp_images.config import Settings
 from mcp_images.store import ImageStore
 
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 POOL_MAX_CONNECTIONS = 128  # concurrent upstream requests per server (100 background tasks is a target)
 POOL_KEEPALIVE = 20
 IMAGE_THREADS = max(2, os.cpu_count() or 2)
+ANSWER_SLOTS = 2 * IMAGE_THREADS  # upstream answers read and saved at once (see concurrency.BodySlot)
 
 
 class Runtime:
@@ -51,12 +53,17 @@ class Runtime:
         # task: a hundred background tasks finishing together must not decode a hundred images at
         # once (measured: +159 MB peak unbounded, +25 MB with two threads, same wall time).
         self.image_threads = anyio.CapacityLimiter(IMAGE_THREADS)
+        self.answer_slots = anyio.CapacityLimiter(ANSWER_SLOTS)
         # A user's own data files are read now, so a broken one stops the start with its line
         # and reason; the built-in ones load on first use (start-up stays cheap).
         if settings.providers is not None:
             _ = self.provider
         if settings.prices is not None:
             _ = self.prices
+
+    def body_slot(self) -> BodySlot:
+        """A claim on reading one upstream answer into files; release it when they are saved."""
+        return BodySlot(self.answer_slots)
 
     async def tasks(self) -> TaskManager:
         """The task manager, once the background start-up has opened its database.

@@ -144,10 +144,14 @@ async def generate_image(rt: Runtime, args: ImageArgs, progress: Progress) -> Ou
     api = await rt.api()
     body = request_body(params, spec)
     saver = PartialSaver(rt, params, progress)
-    await progress.phase("generating")
-    async with progress.beating():
-        response = await api.generate(body, on_partial=saver)
-    outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=False)
+    slot = rt.body_slot()
+    try:
+        await progress.phase("generating")
+        async with progress.beating():
+            response = await api.generate(body, on_partial=saver, body_slot=slot)
+        outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=False)
+    finally:
+        slot.release()
     outcome.partials = saver.saved
     return outcome
 
@@ -193,11 +197,15 @@ async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roo
     uploads = [upload_file(img) for img in images]
     mask_upload = upload_file(mask) if mask else None
     saver = PartialSaver(rt, params, progress)
-    await progress.phase("uploading")
-    async with progress.beating():
-        response = await api.edit(fields, uploads, mask_upload, on_partial=saver)
     sizes = [(i.width, i.height) for i in images]
-    outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=True, input_sizes=sizes)
+    slot = rt.body_slot()
+    try:
+        await progress.phase("uploading")
+        async with progress.beating():
+            response = await api.edit(fields, uploads, mask_upload, on_partial=saver, body_slot=slot)
+        outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=True, input_sizes=sizes)
+    finally:
+        slot.release()
     outcome.partials = saver.saved
     return outcome
 

@@ -21,6 +21,7 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from mcp_images.concurrency import BodySlot
 from mcp_images.errors import ConfigError, UpstreamError
 from mcp_images.providers import AsyncSpec, Provider
 from mcp_images.retry import MAX_RETRIES, RequestFactory, Sleep, send_with_retries
@@ -107,8 +108,13 @@ class ImagesAPI:
 
     # -- public endpoints -----------------------------------------------------------------
 
-    async def generate(self, body: dict[str, Any], *, on_partial: OnPartial | None = None) -> ImagesResponse:
+    async def generate(
+        self, body: dict[str, Any], *, on_partial: OnPartial | None = None, body_slot: BodySlot | None = None
+    ) -> ImagesResponse:
         """``POST {base}/images/generations`` with a JSON body; streams when ``body["stream"]``.
+
+        ``body_slot`` is taken before a JSON answer's body is read (see `BodySlot`); the caller
+        releases it.
 
         Raises:
             ConfigError: no key or no base URL is set.
@@ -119,7 +125,9 @@ class ImagesAPI:
         url, params = build.endpoint("generations", json_body.get("model"))
         stream = bool(json_body.get("stream"))
         make = build.post_json(url, json_body, params | query, stream=stream)
-        return await self._call(make, stream=stream, expect=_count(json_body), on_partial=on_partial)
+        return await self._call(
+            make, stream=stream, expect=_count(json_body), on_partial=on_partial, body_slot=body_slot
+        )
 
     async def edit(
         self,
@@ -128,6 +136,7 @@ class ImagesAPI:
         mask: UploadFile | None = None,
         *,
         on_partial: OnPartial | None = None,
+        body_slot: BodySlot | None = None,
     ) -> ImagesResponse:
         """``POST {base}/images/edits`` as multipart: ``image`` (one) or ``image[]`` (several).
 
@@ -143,7 +152,7 @@ class ImagesAPI:
         url, params = build.endpoint("edits", form.get("model"))
         stream = bool(form.get("stream"))
         make = build.post_multipart(url, params | query, form, images, mask, stream=stream)
-        return await self._call(make, stream=stream, expect=_count(form), on_partial=on_partial)
+        return await self._call(make, stream=stream, expect=_count(form), on_partial=on_partial, body_slot=body_slot)
 
     async def submit_async(
         self,
@@ -181,7 +190,7 @@ class ImagesAPI:
             f"{snippet(scrub(json.dumps(answer), self._key))}"
         )
 
-    async def poll_async(self, provider_task_id: str) -> ImagesResponse | None:
+    async def poll_async(self, provider_task_id: str, *, body_slot: BodySlot | None = None) -> ImagesResponse | None:
         """The result of a background job, or None while it runs.
 
         Raises:
@@ -191,12 +200,18 @@ class ImagesAPI:
         spec = self._async_spec()
         build = self._requests()
         make = build.get_json(build.poll_url(spec), {spec.poll_query_param: provider_task_id})
-        response = await self._send(make, stream=False)
-        if response.status_code in spec.pending_statuses:
-            return None
-        if not response.is_success:
-            raise self._error(response)
-        return self._poll_result(spec, parse_body(response.content), response.headers)
+        response = await self._send(make, stream=True)
+        try:
+            if response.status_code in spec.pending_statuses:
+                return None
+            if not response.is_success:
+                raise self._error(response)
+            if body_slot is not None:
+                await body_slot.acquire()
+            await self._read_or_raise(response)
+            return self._poll_result(spec, parse_body(response.content), response.headers)
+        finally:
+            await response.aclose()
 
     async def download(self, url: str, *, max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES) -> bytes:
         """The bytes behind a result URL: bounded, with a timeout, following up to 3 redirects.
@@ -246,16 +261,25 @@ class ImagesAPI:
             raise self._transport_error(exc) from exc
 
     async def _call(
-        self, make: RequestFactory, *, stream: bool, expect: int, on_partial: OnPartial | None
+        self,
+        make: RequestFactory,
+        *,
+        stream: bool,
+        expect: int,
+        on_partial: OnPartial | None,
+        body_slot: BodySlot | None = None,
     ) -> ImagesResponse:
-        response = await self._send(make, stream=stream)
+        # Always opened as a stream: the headers say which kind of answer it is, and a JSON
+        # body (megabytes of base64) is read only once a body slot is free.
+        response = await self._send(make, stream=True)
         try:
             if not response.is_success:
                 raise self._error(response)
             if stream and is_event_stream(response):
                 return await self._read_stream(response, expect=expect, on_partial=on_partial)
-            if stream:  # the provider ignored stream=true and answered with plain JSON
-                await self._read_or_raise(response)
+            if body_slot is not None:
+                await body_slot.acquire()
+            await self._read_or_raise(response)
             return self._images(parse_body(response.content), response.headers)
         finally:
             await response.aclose()

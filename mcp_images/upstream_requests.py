@@ -37,9 +37,7 @@ DEFAULT_WRITE_TIMEOUT = 60.0  # per socket write, not for the whole upload
 
 def timeouts(read: float) -> httpx2.Timeout:
     """The timeouts of one request: ``read`` seconds to wait for an answer, the rest fixed."""
-    return httpx2.Timeout(
-        connect=DEFAULT_CONNECT_TIMEOUT, read=read, write=DEFAULT_WRITE_TIMEOUT, pool=read
-    )
+    return httpx2.Timeout(connect=DEFAULT_CONNECT_TIMEOUT, read=read, write=DEFAULT_WRITE_TIMEOUT, pool=read)
 
 
 @dataclass
