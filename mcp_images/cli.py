@@ -12,11 +12,16 @@ import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mcp_images import __version__
 
 LOOPBACK_NAMES = {"localhost"}
 HTTP_MAX_BODY_BYTES = 128 * 1024 * 1024  # edits may carry base64 images in the JSON body
+# Host names a local client may use to reach a loopback server; anything else is DNS rebinding.
+LOCAL_HOST_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# Their request lines carry URLs (signed result URLs) and, at DEBUG, response headers.
+QUIET_LOGGERS = ("httpx2", "httpcore2")
 
 
 def is_loopback(host: str) -> bool:
@@ -26,6 +31,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; the HTTP client's loggers never below WARNING."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    floor = max(logging.WARNING, logging.getLevelNamesMapping().get(level, logging.WARNING))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(floor)
+
+
+def http_security(host: str) -> Any:
+    """DNS-rebinding protection for the HTTP transport, whatever loopback address it binds.
+
+    The SDK turns it on by itself only for exactly 127.0.0.1, localhost and ::1; bound to
+    127.0.0.2 or LOCALHOST it would accept any Host header, so a web page whose name
+    resolves to the address could call the tools.
+    """
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    bare = host.strip("[]").lower()
+    names = dict.fromkeys([*LOCAL_HOST_NAMES, f"[{bare}]" if ":" in bare else bare])
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:*" for name in names],
+        allowed_origins=[f"http://{name}:*" for name in names],
+    )
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -82,7 +113,7 @@ def _serve(ns: argparse.Namespace) -> int:
     except ValidationError as exc:
         sys.stderr.write(f"mcp-images: bad setting: {exc}\n")
         return 2
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     from mcp_images.server import create_server
 
     try:
@@ -99,7 +130,13 @@ def _serve(ns: argparse.Namespace) -> int:
         log.warning("no API key: set MCP_IMAGES_API_KEY (or OPENAI_API_KEY); tools will say so when called")
     if ns.transport == "http":
         log.info("serving streamable HTTP at http://%s:%d/mcp", ns.host, ns.port)
-        server.run("streamable-http", host=ns.host, port=ns.port, max_request_body_size=HTTP_MAX_BODY_BYTES)
+        server.run(
+            "streamable-http",
+            host=ns.host.strip("[]"),
+            port=ns.port,
+            max_request_body_size=HTTP_MAX_BODY_BYTES,
+            transport_security=http_security(ns.host),
+        )
     else:
         server.run()
     return 0

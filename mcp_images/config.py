@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        hide_input_in_errors=True,  # a refused value may hold a secret (a base URL's password)
     )
 
     api_key: SecretStr | None = Field(
@@ -77,13 +79,28 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Any) -> Any:
         if isinstance(value, str) and value:
-            return Path(os.path.expandvars(value)).expanduser()
+            try:
+                return Path(os.path.expandvars(value)).expanduser()
+            except RuntimeError as exc:  # "~someone" with no such user
+                raise ValueError(f"{value!r} names an unknown home folder") from exc
         return value
 
     @field_validator("base_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return value or None
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        # A password in the URL would be shown in messages and logs, and would replace the
+        # key's Authorization header (httpx2 turns user:pass@ into Basic auth).
+        if value is not None and "@" in urlsplit(value).netloc:
+            raise ValueError(
+                "the base URL must not hold a user name or password (user:pass@host): "
+                "give the key in MCP_IMAGES_API_KEY instead"
+            )
+        return value
 
     @property
     def resolved_output_dir(self) -> Path:

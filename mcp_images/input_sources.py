@@ -37,6 +37,7 @@ ID_PATTERN = re.compile(r"[0-9a-f]{12}")
 BASE64_MIN_CHARS = 64  # shorter strings are names or ids, not image data
 BASE64_RE = re.compile(r"[A-Za-z0-9+/_\-\s]+={0,2}\s*")
 SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]+):")  # 2+ chars: "C:" stays a drive
+SHOWN_MAX_CHARS = 200  # a reference quoted back in a message is cut here
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ async def locate(
     """
     if not ref:
         raise InputError(f"{label} is empty: give a path, an images:// id, a URL or base64 data")
+    if "\x00" in ref:  # no file name, URL or base64 holds one; the OS would refuse it later
+        raise InputError(f"{label} contains a NUL character (\\x00); remove it")
     lowered = ref[:16].lower()
     if lowered.startswith("data:"):
         return Source("", data=_decode_data_uri(ref, label))
@@ -101,7 +104,7 @@ async def locate(
 def _from_id(image_id: str, label: str, resolve_id: IdResolver) -> Source:
     image_id = image_id.split(".", 1)[0]  # images://<id>.png names the same image
     if not ID_PATTERN.fullmatch(image_id):
-        raise InputError(f"{label}: {image_id!r} is not an image id (ids look like 3f9a0c1b2d4e)")
+        raise InputError(f"{label}: {_shown(image_id)!r} is not an image id (ids look like 3f9a0c1b2d4e)")
     path = resolve_id(image_id)
     if path is None:
         raise InputError(
@@ -128,11 +131,18 @@ async def _from_path(raw: str, label: str, local_roots: Sequence[Path] | None) -
             f"{label}: local paths are off over HTTP; set MCP_IMAGES_INPUT_DIRS to allow folders "
             "(or pass the image as an https:// URL, base64 data or an images:// id)"
         )
-    expanded = Path(raw).expanduser()
+    if "\x00" in raw:  # a file:// URI's %00
+        raise InputError(f"{label} contains a NUL character (\\x00); remove it")
+    try:
+        expanded = Path(raw).expanduser()
+    except RuntimeError as exc:  # "~someone" with no such user
+        raise InputError(f"{label}: {_shown(raw)!r} names an unknown home folder; give an absolute path") from exc
     if not expanded.is_absolute():
-        raise InputError(f"{label}: {raw!r} is a relative path; give an absolute path")
+        raise InputError(f"{label}: {_shown(raw)!r} is a relative path; give an absolute path")
+    raw = _shown(raw)
     real = Path(os.path.realpath(expanded))  # follows symlinks and collapses ".."
-    roots = [Path(os.path.realpath(root)) for root in local_roots]
+    # A root that is not a clean absolute path (a client's "file://" with no path) grants nothing.
+    roots = [Path(os.path.realpath(r)) for r in local_roots if Path(r).is_absolute() and "\x00" not in str(r)]
     if not any(real.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots) or "none"
         raise InputError(
@@ -141,6 +151,11 @@ async def _from_path(raw: str, label: str, local_roots: Sequence[Path] | None) -
         )
     await anyio.to_thread.run_sync(_check_file, real, raw, label)
     return Source(expanded.name, path=real)
+
+
+def _shown(text: str) -> str:
+    """A reference as messages quote it: cut short, so a huge string is not echoed back whole."""
+    return text if len(text) <= SHOWN_MAX_CHARS else text[: SHOWN_MAX_CHARS - 3] + "..."
 
 
 def _check_file(real: Path, raw: str, label: str) -> None:

@@ -66,6 +66,8 @@ class InputPolicy:
     allow_local_paths: bool = True
     allowed_hosts: frozenset[str] = frozenset()
     max_download_bytes: int = 50 * 1024 * 1024
+    max_file_bytes: int = 50 * 1024 * 1024  # the most any model takes; checked before a byte is read
+    max_convert_pixels: int = 40_000_000  # a conversion decodes every pixel (4 bytes each, and copies)
     download_timeout: float = 30.0  # seconds, whole download
     max_redirects: int = 3
     convert_formats: bool = True
@@ -186,9 +188,10 @@ def _fetch_rules(policy: InputPolicy, resolver: netguard.HostResolver | None) ->
 
 def _inspect(source: Source, label: str, policy: InputPolicy, is_mask: bool) -> InputImage:
     """Check the content; convert where allowed. Runs in a worker thread (Pillow, file I/O)."""
+    shown = f"{label} ({source.name})" if source.name else label
+    _check_size(source, shown, policy.max_file_bytes)
     head = _head(source, label)
     fmt = imaging.sniff_format(head)
-    shown = f"{label} ({source.name})" if source.name else label
     if fmt is None:
         raise InputError(
             f"{shown} is {_describe(head)}, not an image (checked by content, not by name); give a PNG, JPEG or WebP"
@@ -200,6 +203,7 @@ def _inspect(source: Source, label: str, policy: InputPolicy, is_mask: bool) -> 
     if fmt in CONVERT_FORMATS:
         if not policy.convert_formats:
             raise InputError(f"{shown} is {fmt.upper()}; give a PNG, JPEG or WebP")
+        _check_pixels(_probe(source.content, shown), shown, policy.max_convert_pixels, "converted to PNG")
         data = imaging.to_png(source.content)
         note = f"{label} was {fmt.upper()}; converted to PNG"
     elif fmt not in PASS_FORMATS:
@@ -213,6 +217,7 @@ def _inspect(source: Source, label: str, policy: InputPolicy, is_mask: bool) -> 
             )
         if not policy.convert_bw_mask:
             raise InputError(f"{shown} has no alpha channel: {MASK_FIX}")
+        _check_pixels(info, shown, policy.max_convert_pixels, "converted to an alpha mask")
         data = imaging.bw_mask_to_alpha(source.content if data is None else data)
         info = _probe(data, shown)
         note = f"{label} had no alpha channel; converted it: white areas became the area to edit"
@@ -230,6 +235,42 @@ def _inspect(source: Source, label: str, policy: InputPolicy, is_mask: bool) -> 
         data=data,
         note=note,
     )
+
+
+def _check_size(source: Source, shown: str, cap: int) -> None:
+    """Refuse an input over ``cap`` bytes before reading it (a 50 GB sparse file reads for minutes).
+
+    Raises:
+        InputError: the input is larger than ``cap``.
+    """
+    if source.path is None:
+        size = len(source.data or b"")
+    else:
+        try:
+            size = source.path.stat().st_size
+        except OSError as exc:
+            raise InputError(f"{shown}: cannot read it ({exc.strerror})") from exc
+    if size > cap:
+        raise InputError(
+            f"{shown} is {_megabytes(size)}; input images must be under {_megabytes(cap)}: give a smaller file"
+        )
+
+
+def _check_pixels(info: imaging.ImageInfo, shown: str, cap: int, what: str) -> None:
+    """Refuse to decode a huge image for a conversion (a small GIF can hold 12000x12000 pixels).
+
+    Raises:
+        InputError: the image has more than ``cap`` pixels.
+    """
+    if info.width * info.height > cap:
+        raise InputError(
+            f"{shown} is {info.width}x{info.height} {info.format.upper()}, too large to be {what} here "
+            f"(at most {cap / 1e6:g} megapixels): convert it to a PNG or JPEG yourself, or make it smaller"
+        )
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / (1024 * 1024):,.1f} MB"
 
 
 def _head(source: Source, label: str) -> bytes:

@@ -37,6 +37,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -50,6 +51,7 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data.ec2.internal"})
 METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 SHARED_NET = ipaddress.ip_network("100.64.0.0/10")
+PROTOCOL_NET = ipaddress.ip_network("192.0.0.0/24")  # IETF protocol assignments; Python 3.11 calls most "global"
 NAT64_NET = ipaddress.ip_network("64:ff9b::/96")
 ALLOW_HINT = "add the host to MCP_IMAGES_ALLOWED_HOSTS if you trust it"
 USER_AGENT = "mcp-images (input image download)"
@@ -81,6 +83,8 @@ def address_problem(ip: IPAddress) -> str | None:
         (ip.is_link_local, "link-local"),
         (ip.is_multicast, "multicast"),
         (isinstance(ip, ipaddress.IPv4Address) and ip in SHARED_NET, "shared (carrier-grade NAT)"),
+        (isinstance(ip, ipaddress.IPv4Address) and ip in PROTOCOL_NET, "reserved"),
+        (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local, "site-local"),  # fec0::/10, still routed in places
         (ip.is_private, "private"),
         (ip.is_reserved, "reserved"),
         (not ip.is_global, "non-public"),
@@ -135,8 +139,15 @@ def shown(url: httpx2.URL | str) -> str:
     try:
         parsed = httpx2.URL(url)
     except httpx2.InvalidURL:
-        return "the URL"
-    text = f"{parsed.scheme}://{parsed.netloc.decode('ascii', 'replace')}{parsed.path}"
+        try:  # the lenient parser, to still name the host the agent gave
+            parts = urlsplit(str(url))
+        except ValueError:
+            return "the URL"
+        if not parts.netloc:
+            return "the URL"
+        text = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
+    else:
+        text = f"{parsed.scheme}://{parsed.netloc.decode('ascii', 'replace')}{parsed.path}"
     return text if len(text) <= 100 else text[:97] + "..."
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -60,6 +60,18 @@ class Runtime:
             _ = self.provider
         if settings.prices is not None:
             _ = self.prices
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (a result or error as JSON) with the API key cut out of every string.
+
+        A careless or hostile upstream can echo the key anywhere (a revised prompt, a request
+        id header, an error field); this is the one place every result and error passes.
+        """
+        if self.settings.api_key is None:
+            return value
+        from mcp_images.upstream_errors import scrub_json
+
+        return scrub_json(value, self.settings.api_key.get_secret_value())
 
     def body_slot(self) -> BodySlot:
         """A claim on reading one upstream answer into files; release it when they are saved."""
@@ -123,9 +135,12 @@ class Runtime:
         from mcp_images.inputs import InputPolicy
 
         roots = [self.store.output_dir, *self.settings.input_dir_list]
-        roots += [Path(str(r)) for r in client_roots or []]
-        # Over HTTP the caller is not on this machine: local paths only where the user said so.
-        allow_local = self.transport_kind == "stdio" or bool(self.settings.input_dir_list)
+        local = self.transport_kind == "stdio"
+        # Over HTTP the caller is not on this machine: local paths only where the user said so,
+        # and a remote client's roots (it could announce "/") widen nothing.
+        if local:
+            roots += [Path(str(r)) for r in client_roots or []]
+        allow_local = local or bool(self.settings.input_dir_list)
         return InputPolicy(
             roots=tuple(roots),
             allow_local_paths=allow_local,

@@ -132,7 +132,7 @@ def make_tool(
             return await body(rt, args, progress, ctx)
         except McpImagesError as exc:
             logger.info("%s refused: %s", name, type(exc).__name__)
-            return results.error_result(exc)
+            return results.error_result_from_dict(rt.scrub(error_dict(exc)))
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context)
     handler.__signature__ = tool_signature(model, rt.catalog.names(), ctx_param)  # type: ignore[attr-defined]
@@ -170,10 +170,12 @@ async def _image_tool(
 
     async def job(job_progress: Progress, handle: Any) -> dict[str, Any]:
         if provider_side:
-            return results.outcome_json(await provider_jobs.submit_provider_job(rt, args, job_progress, handle, roots))
-        if isinstance(args, EditArgs):
-            return results.outcome_json(await tools.edit_image(rt, args, job_progress, roots))
-        return results.outcome_json(await tools.generate_image(rt, args, job_progress))
+            outcome = await provider_jobs.submit_provider_job(rt, args, job_progress, handle, roots)
+        elif isinstance(args, EditArgs):
+            outcome = await tools.edit_image(rt, args, job_progress, roots)
+        else:
+            outcome = await tools.generate_image(rt, args, job_progress)
+        return rt.scrub(results.outcome_json(outcome))
 
     if args.async_:
         provider = rt.provider.name if provider_side else None
@@ -236,7 +238,9 @@ async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
         rt.tasks_error = str(exc)
         rt.tasks_ready.set()
         return
-    manager = TaskManager(store, ttl_seconds=rt.settings.task_ttl_days * 86400, error_to_dict=error_dict)
+    manager = TaskManager(
+        store, ttl_seconds=rt.settings.task_ttl_days * 86400, error_to_dict=lambda exc: rt.scrub(error_dict(exc))
+    )
     try:
         async with manager.running():
             resumed = manager.resume_provider_tasks(lambda record: _make_poller(rt, record))
@@ -262,7 +266,7 @@ def _make_poller(rt: Runtime, record: Any) -> Any:
     provider_id = record.provider_task_id
 
     async def job(progress: Progress, handle: Any) -> dict[str, Any]:
-        return results.outcome_json(await provider_jobs.poll_provider_job(rt, args, provider_id, progress))
+        return rt.scrub(results.outcome_json(await provider_jobs.poll_provider_job(rt, args, provider_id, progress)))
 
     return job
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-ID_RE = re.compile(r"^[0-9a-f]{12}$")
+ID_RE = re.compile(r"[0-9a-f]{12}")  # always fullmatch: "$" would let a trailing newline through
 URI_PREFIX = "images://"
 MIME_BY_FORMAT = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 EXT_BY_FORMAT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
@@ -68,6 +69,8 @@ def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
 
 SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_MAX_CHARS = 80
+NAME_MAX_BYTES = 255  # one folder name, on every common filesystem
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def safe_stem(filename: str) -> str:
@@ -97,8 +100,16 @@ def safe_subdir(output_dir: Path, output_path: str) -> Path:
     """
     from mcp_images.errors import InputError
 
+    def refuse(why: str) -> InputError:
+        return InputError(f"output_path {output_path!r} {why}", field="output_path")
+
+    if CONTROL_RE.search(output_path):
+        raise refuse("contains control characters; give a plain folder path such as 'project/icons'")
     root = output_dir.resolve()
-    raw = Path(output_path).expanduser()
+    try:
+        raw = Path(output_path).expanduser()
+    except RuntimeError as exc:  # "~someone" with no such user
+        raise refuse("names an unknown home folder; give a folder inside the output folder") from exc
     target = (raw if raw.is_absolute() else root / raw).resolve()
     if target != root and not target.is_relative_to(root):
         raise InputError(
@@ -106,9 +117,26 @@ def safe_subdir(output_dir: Path, output_path: str) -> Path:
             "(relative, such as 'project/icons'), or change MCP_IMAGES_OUTPUT_DIR",
             field="output_path",
         )
-    if target.exists() and not target.is_dir():
-        raise InputError(f"output_path {output_path!r} is a file, not a folder", field="output_path")
-    return target.relative_to(root)
+    relative = target.relative_to(root)
+    # Checked now, before anything is spent: the folder is made only when the image is saved.
+    if any(len(part.encode()) > NAME_MAX_BYTES for part in relative.parts):
+        raise refuse(f"has a folder name longer than {NAME_MAX_BYTES} bytes; use shorter names")
+    problem = folder_problem(target)
+    if problem is not None:
+        raise refuse(f"{problem}; give another folder")
+    return relative
+
+
+def folder_problem(target: Path) -> str | None:
+    """Why images cannot be saved in ``target`` (made on first save if missing), or None."""
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return "is a file, not a folder" if existing == target else f"goes through {existing}, which is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be written: {existing} is not writable"
+    return None
 
 
 def new_id() -> str:
@@ -118,7 +146,7 @@ def new_id() -> str:
 def id_from_ref(ref: str) -> str | None:
     """``images://<id>`` or a bare id -> the id; anything else -> None."""
     candidate = ref.removeprefix(URI_PREFIX)
-    return candidate if ID_RE.match(candidate) else None
+    return candidate if ID_RE.fullmatch(candidate) else None
 
 
 class ImageStore:
@@ -158,14 +186,45 @@ class ImageStore:
         _write_new_file(final, data)
         return StoredImage(id=image_id, path=final, format=fmt, width=width, height=height, bytes=len(data))
 
+    def check_writable(self) -> None:
+        """Check, before anything is spent, that images can be saved in the output folder.
+
+        Raises:
+            ConfigError: the output folder is a file, lies under one, or is not writable.
+        """
+        from mcp_images.errors import ConfigError
+
+        problem = folder_problem(self.output_dir)
+        if problem is not None:
+            raise ConfigError(
+                f"the output folder {self.output_dir} {problem}; set MCP_IMAGES_OUTPUT_DIR to a folder this server can write"
+            )
+
     def find(self, image_id: str) -> Path | None:
-        """The file saved under ``image_id``, or None (deleted, or never made here)."""
-        if not ID_RE.match(image_id) or not self.output_dir.is_dir():
+        """The file saved under ``image_id``, or None (deleted, or never made here).
+
+        Only a regular file named ``<stem>-<id>.<ext>`` inside the output folder counts: a
+        symlink (which could point anywhere, or at a device) or ``x-<id>.b-<other id>.png``
+        (a name an agent chose) does not.
+        """
+        if not ID_RE.fullmatch(image_id) or not self.output_dir.is_dir():
             return None
+        root = self.output_dir.resolve()
         for path in self.output_dir.rglob(f"*-{image_id}.*"):
-            if path.is_file() and not path.name.startswith("."):
+            if _is_saved_file(path, image_id, root):
                 return path
         return None
+
+
+def _is_saved_file(path: Path, image_id: str, root: Path) -> bool:
+    stem, _, ext = path.name.rpartition(".")
+    if path.name.startswith(".") or not stem.endswith(f"-{image_id}") or not ext:
+        return False
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and path.resolve().is_relative_to(root)
 
 
 def _write_new_file(final: Path, data: bytes) -> None:

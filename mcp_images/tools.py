@@ -18,7 +18,7 @@ import anyio
 from mcp_images.args import CommonArgs, EditArgs, ImageArgs
 from mcp_images.catalog import ImageParams, ModelSpec, check_edit_inputs, check_params
 from mcp_images.concurrency import single_errors
-from mcp_images.errors import UpstreamError, ValidationProblem
+from mcp_images.errors import ConfigError, InputError, UpstreamError, ValidationProblem
 from mcp_images.progress import Progress
 from mcp_images.runtime import Runtime
 from mcp_images.store import StoredImage
@@ -128,6 +128,7 @@ def validate(rt: Runtime, args: CommonArgs, *, edit: bool) -> tuple[ModelSpec, I
     spec = rt.catalog.get(model)
     params = to_params(args, model, rt.store.output_dir)
     warnings = check_params(spec, params, edit=edit)
+    rt.store.check_writable()  # before anything is paid for: a made image must have somewhere to go
     provider = rt.provider
     if edit and params.moderation is not None and not provider.moderation_on_edits:
         raise ValidationProblem(
@@ -246,20 +247,29 @@ def _decode_b64(text: str, what: str) -> bytes:
 def _save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", verify: bool = True) -> StoredImage:
     from mcp_images.imaging import probe
 
-    info = probe(data, verify=verify)
+    try:
+        info = probe(data, verify=verify)
+    except InputError as exc:  # the upstream's bytes, not the caller's input
+        raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
     if info.format not in ("png", "jpeg", "webp", "gif"):
         raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
     stem = f"{params.filename}-{tag}" if params.filename and tag else params.filename
-    return rt.store.save(
-        data,
-        fmt=info.format,
-        prompt=params.prompt,
-        width=info.width,
-        height=info.height,
-        tag=tag,
-        subdir=params.subdir,
-        stem=stem,
-    )
+    try:
+        return rt.store.save(
+            data,
+            fmt=info.format,
+            prompt=params.prompt,
+            width=info.width,
+            height=info.height,
+            tag=tag,
+            subdir=params.subdir,
+            stem=stem,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"the image was made but could not be saved in {rt.store.output_dir}: {exc.strerror or exc}; "
+            "free some space or set MCP_IMAGES_OUTPUT_DIR to a writable folder"
+        ) from exc
 
 
 def preview_budget(rt: Runtime, count: int) -> int:

@@ -15,7 +15,7 @@ import httpx2
 
 from mcp_images.errors import UpstreamError
 from mcp_images.retry import RequestFactory, Sleep, send_with_retries
-from mcp_images.upstream_errors import request_id_from, transport_error
+from mcp_images.upstream_errors import request_id_from, scrub, shown_url, transport_error
 from mcp_images.upstream_requests import DEFAULT_CONNECT_TIMEOUT, timeouts
 
 __all__ = ["DEFAULT_DOWNLOAD_MAX_BYTES", "download_result"]
@@ -43,10 +43,12 @@ async def download_result(
         UpstreamError: the URL cannot be fetched, redirects too often or is too large.
     """
     timeout = timeouts(read=DOWNLOAD_READ_TIMEOUT)
-    current = httpx2.URL(url)
+    current = _parse(url, secret)
     for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-        if current.scheme not in ("http", "https"):
-            raise UpstreamError(f"the result URL must be http or https; got {current.scheme!r}")
+        if current.scheme not in ("http", "https") or not current.host:
+            raise UpstreamError(
+                f"the result URL must be an http or https URL with a host; got {scrub(shown_url(str(current)), secret)!r}"
+            )
         target = current
 
         def make(_: ExitStack, target: httpx2.URL = target) -> httpx2.Request:
@@ -55,12 +57,27 @@ async def download_result(
         response = await _send(http, make, max_retries=max_retries, sleep=sleep, secret=secret)
         try:
             if response.has_redirect_location:
-                current = target.join(response.headers["location"])
+                current = _parse(response.headers["location"], secret, base=target)
                 continue
             return await _read_bounded(response, target, max_bytes, secret)
         finally:
             await response.aclose()
-    raise UpstreamError(f"the result URL redirected more than {MAX_DOWNLOAD_REDIRECTS} times: {url}")
+    raise UpstreamError(
+        f"the result URL redirected more than {MAX_DOWNLOAD_REDIRECTS} times: {scrub(shown_url(url), secret)}"
+    )
+
+
+def _parse(url: str, secret: str | None, *, base: httpx2.URL | None = None) -> httpx2.URL:
+    """The result URL (or a redirect's target, joined to ``base``) as an httpx2 URL.
+
+    Raises:
+        UpstreamError: the upstream sent something that is not a URL.
+    """
+    try:
+        return base.join(url) if base is not None else httpx2.URL(url)
+    except httpx2.InvalidURL as exc:
+        what = "a redirect to an invalid URL" if base is not None else "an invalid result URL"
+        raise UpstreamError(f"the upstream sent {what}: {scrub(url[:100], secret)!r} ({exc})") from exc
 
 
 async def _send(

@@ -45,6 +45,8 @@ __all__ = [
     "parse_body",
     "request_id_from",
     "scrub",
+    "scrub_json",
+    "shown_url",
     "snippet",
     "stream_error",
     "transport_error",
@@ -58,6 +60,39 @@ REDACTED = "[redacted]"
 def scrub(text: str, secret: str | None) -> str:
     """``text`` with every copy of ``secret`` replaced, so no key leaves in a message."""
     return text.replace(secret, REDACTED) if secret else text
+
+
+def scrub_json(value: Any, secret: str | None) -> Any:
+    """A parsed JSON value with ``secret`` scrubbed from every string in it, keys included.
+
+    A hostile or careless upstream may echo the key in any field (``code``, ``param``,
+    moderation categories), not only in the message.
+    """
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secret)
+    if isinstance(value, dict):
+        return {scrub_json(k, secret): scrub_json(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_json(v, secret) for v in value]
+    return value
+
+
+def shown_url(text: str) -> str:
+    """A URL as messages show it: scheme, host, port and path; no user:password@, query or fragment.
+
+    Anything that is not an http(s) URL comes back unchanged.
+    """
+    try:
+        url = httpx2.URL(text)
+    except httpx2.InvalidURL:
+        return text
+    if url.scheme not in ("http", "https") or not url.host:
+        return text
+    port = f":{url.port}" if url.port else ""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{url.scheme}://{host}{port}{url.path}"
 
 
 def snippet(text: str, limit: int = 200) -> str:
@@ -116,8 +151,9 @@ def map_error(
     ``payload`` is the parsed JSON body, or the raw text when it was not JSON. The key
     (``secret``) is scrubbed from everything the upstream said.
     """
-    message, code, error_type, param, categories = error_fields(payload)
-    message = scrub(message, secret)
+    # Scrubbed before anything is cut short: a snippet could keep half a key.
+    message, code, error_type, param, categories = error_fields(scrub_json(payload, secret))
+    request_id = scrub(request_id, secret) if request_id else request_id
     said = f"HTTP {status}" if status is not None else "an error"
     if not message:
         message = f"the upstream answered {said} with no message"
@@ -181,8 +217,10 @@ def transport_error(
 ) -> UpstreamError:
     """The exception for a call that got no answer: could not connect, timed out, or dropped.
 
-    ``where`` names the host for the message; ``hint`` follows a read timeout's message.
+    ``where`` names the host for the message (a URL loses its credentials and query, see
+    `shown_url`); ``hint`` follows a read timeout's message. ``secret`` is scrubbed from all of it.
     """
+    where = scrub(shown_url(where), secret)
     if isinstance(exc, httpx2.ConnectTimeout):
         return ConnectionError_(f"could not connect to {where} within {connect_seconds:g} s")
     if isinstance(exc, httpx2.PoolTimeout):
