@@ -129,7 +129,7 @@ class Runtime:
             max_retries=self.settings.max_retries,
         )
 
-    def input_policy(self, client_roots: list[anyio.Path] | None = None) -> InputPolicy:
+    def input_policy(self, client_roots: list[str] | None = None) -> InputPolicy:
         from pathlib import Path
 
         from mcp_images.inputs import InputPolicy

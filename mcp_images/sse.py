@@ -7,11 +7,14 @@ stream; a JSON holding an ``error`` object is a failure. Framing comes from http
 ordinary images response, which `upstream.ImagesAPI` then reads like any other answer.
 
 No retry happens here: once events flow, partials are out and the image may be billed.
+A partial image is a preview of the final one: one that cannot be used is skipped (and
+logged), never a reason to lose the final image.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -19,7 +22,9 @@ from typing import Any, Literal
 
 import httpx2
 
-from mcp_images.errors import StreamError, UpstreamError
+from mcp_images.errors import McpImagesError, StreamError, UpstreamError
+
+logger = logging.getLogger(__name__)
 
 # A completed event carries a whole image as base64: 3840x2160 PNG is well over 10 MB.
 MAX_EVENT_BYTES = 128 * 1024 * 1024
@@ -56,8 +61,11 @@ def is_event_stream(response: httpx2.Response) -> bool:
 
 
 def classify(name: str, payload: dict[str, Any]) -> EventKind:
-    """The kind of an event from its JSON ``type`` (or the SSE event name)."""
-    if "error" in payload or payload.get("type") == "error" or name == "error":
+    """The kind of an event from its JSON ``type`` (or the SSE event name).
+
+    Some gateways put ``"error": null`` on every event: only an error that is there counts.
+    """
+    if payload.get("error") or payload.get("type") == "error" or name == "error":
         return "error"
     kind = str(payload.get("type") or name)
     if kind.endswith(".partial_image"):
@@ -122,7 +130,7 @@ async def read_image_stream(
                 if event.kind == "partial" and isinstance(payload.get("b64_json"), str):
                     partials += 1
                     if on_partial is not None:
-                        await on_partial(_partial(payload))
+                        await _hand_over(on_partial, _partial(payload))
                 elif event.kind == "completed":
                     completed.append(payload)
                     if len(completed) >= expect:
@@ -141,6 +149,14 @@ async def read_image_stream(
             request_id=request_id,
         )
     return response_body(completed)
+
+
+async def _hand_over(on_partial: OnPartial, partial: PartialImage) -> None:
+    """Give a partial image to ``on_partial``; one it cannot use is skipped, not fatal."""
+    try:
+        await on_partial(partial)
+    except McpImagesError as exc:
+        logger.warning("partial image %d skipped: %s", partial.index + 1, exc)
 
 
 def _partial(event: dict[str, Any]) -> PartialImage:

@@ -4,7 +4,9 @@
 error, the provider's job id while a provider holds the job) and one row per running server
 (*owner*) with its heartbeat, so that any server over the same data folder sees every task and
 can tell whose jobs were cut off. `tasks.TaskManager` decides what to do; this module only
-stores. WAL mode and short statements let several processes share the file.
+stores. WAL mode and short statements let several processes share the file. A statement that
+cannot run (the file locked by another program for longer than BUSY_TIMEOUT_SECONDS, a full or
+read-only disk) raises `TaskError` naming the file and the reason, never a bare sqlite3 error.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["FINISHED", "SCHEMA_VERSION", "OwnerRow", "TaskRecord", "TaskStatus",
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 5.0  # how long a statement waits for another process's write lock
 
 _JSON_FIELDS = ("progress", "result", "error", "args")
 _COLUMNS = (
@@ -80,7 +83,10 @@ class OwnerRow:
 
 
 class TaskStore:
-    """A thin sqlite3 layer; every call is short and safe from any thread."""
+    """A thin sqlite3 layer; every call is short and safe from any thread.
+
+    Every method raises `TaskError` when the database cannot be used at that moment.
+    """
 
     def __init__(self, path: Path) -> None:
         """Open (and create if missing) the task database.
@@ -90,10 +96,17 @@ class TaskStore:
         """
         self.path = path
         self._lock = threading.Lock()
+        if path.parent.exists() and not path.parent.is_dir():
+            raise ConfigError(
+                f"cannot open the task database {path}: the data folder {path.parent} is a file; "
+                "remove it, or point MCP_IMAGES_DATA_DIR elsewhere"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit; timeout waits out another process's write lock
-            self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             # safe with WAL (no corruption); a power cut may lose the last progress line
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -109,10 +122,17 @@ class TaskStore:
             raise ConfigError(f"cannot open the task database {path}: {exc}") from exc
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
-        """Execute one statement; return its rows and row count (read under the lock)."""
-        with self._lock:
-            cur = self._db.execute(sql, params)
-            return cur.fetchall(), cur.rowcount
+        """Execute one statement; return its rows and row count (read under the lock).
+
+        Raises:
+            TaskError: the statement could not run; the message names the file and why.
+        """
+        try:
+            with self._lock:
+                cur = self._db.execute(sql, params)
+                return cur.fetchall(), cur.rowcount
+        except sqlite3.Error as exc:
+            raise TaskError(_unusable(self.path, exc)) from exc
 
     def create(self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None) -> TaskRecord:
         now = time.time()
@@ -205,6 +225,18 @@ class TaskStore:
         if record is None:
             raise TaskError(f"no task with id {task_id}")
         return record
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> str:
+    """Why the task database cannot be used now, and what the user can do about it."""
+    reason = str(exc) or type(exc).__name__
+    if "locked" in reason or "busy" in reason:
+        hint = "another program holds it locked (a database browser, a stuck process?); close it and try again"
+    elif "readonly" in reason or "read-only" in reason:
+        hint = "it is read-only; make the data folder writable, or set MCP_IMAGES_DATA_DIR"
+    else:
+        hint = "try again; if it persists, check the data folder (disk full? permissions?)"
+    return f"the task database {path} cannot be used right now ({reason}): {hint}"
 
 
 def _to_row(fields: dict[str, Any]) -> tuple[Any, ...]:

@@ -6,6 +6,11 @@ SQLite (`task_store.TaskStore`, ``<data_dir>/tasks.sqlite3``) so that any server
 same data folder sees every finished result. Several servers may share the folder (each
 stdio client starts its own), so every manager registers an *owner* row with a heartbeat:
 only jobs whose owner is gone are reported as cut off, or resumed when the provider holds them.
+
+The database may refuse a write now and then (another program holding it locked, a full
+disk). A job never dies of that: progress writes are skipped, and an outcome or a provider's
+job id that could not be written is kept in memory, answered from there, and written by the
+next housekeeping round.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import math
 import os
 import secrets
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,15 +32,20 @@ from anyio.abc import TaskGroup
 
 from mcp_images.errors import McpImagesError, TaskError
 from mcp_images.progress import Progress, Send
-from mcp_images.task_store import OwnerRow, TaskRecord, TaskStore
+from mcp_images.task_store import OwnerRow, TaskRecord, TaskStatus, TaskStore
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 7 * 86400
 POLL_SECONDS = 0.5  # how often wait() re-reads a record that another process owns
 PROGRESS_WRITE_SECONDS = 1.0  # heartbeats touch the record at most this often
+PROGRESS_RETRY_SECONDS = 10.0  # after a refused progress write (each waits out the busy timeout)
 HOUSEKEEPING_SECONDS = 10.0  # owner heartbeat, orphan sweep, expiry
 OWNER_STALE_SECONDS = 120.0  # an owner silent this long is gone (generous: a busy loop is not death)
+# On this machine a live pid outweighs a silent heartbeat for this long: a laptop that slept
+# wakes with every heartbeat stale, and its servers' requests may still come back. Bounded,
+# because a crashed server's pid may be reused by another process.
+OWNER_PID_TRUST_SECONDS = 86400.0
 CANCEL_GRACE_SECONDS = 10.0  # how long cancel() waits for the job to stop
 RESTART_REASON = "the server stopped while this job ran (restart); its result was not received — run it again"
 SHUTDOWN_REASON = "the server stopped while this job ran; run it again"
@@ -45,13 +54,16 @@ SHUTDOWN_REASON = "the server stopped while this job ran; run it again"
 class TaskHandle:
     """What a job may tell the manager besides progress."""
 
-    def __init__(self, task_id: str, store: TaskStore) -> None:
+    def __init__(self, task_id: str, manager: TaskManager) -> None:
         self.task_id = task_id
-        self._store = store
+        self._manager = manager
 
     def set_provider_task_id(self, pid: str) -> None:
-        """Persist the provider's job id at once, so that a restart can resume polling."""
-        self._store.update(self.task_id, provider_task_id=pid)
+        """Persist the provider's job id at once, so that a restart can resume polling.
+
+        If the database refuses the write, the id is written by the next housekeeping round.
+        """
+        self._manager._write_soon(self.task_id, provider_task_id=pid)
 
 
 Job = Callable[[Progress, TaskHandle], Awaitable[dict[str, Any]]]
@@ -70,6 +82,7 @@ class _Live:
     cancel_requested: bool = False
     last_written: tuple[str, list[str]] | None = None
     last_write_at: float = 0.0
+    no_writes_until: float = 0.0  # after a refused progress write
 
 
 class TaskManager:
@@ -91,12 +104,19 @@ class TaskManager:
         self._tg: TaskGroup | None = None
         self._closing = False
         self._make_poller: Callable[[TaskRecord], Job | None] | None = None
+        # Writes the database refused, kept until a housekeeping round gets them in: fields
+        # per task, and outcomes (status, result or error, finished_at) per task.
+        self._unwritten: dict[str, dict[str, Any]] = {}
+        self._unrecorded: dict[str, dict[str, Any]] = {}
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[TaskManager]:
         """Own the background jobs; on exit, cancel them (provider-held ones stay resumable)."""
-        self._store.touch_owner(self.owner, os.getpid(), self._host)
-        self._housekeep()
+        try:
+            self._store.touch_owner(self.owner, os.getpid(), self._host)
+            self._housekeep()
+        except TaskError:  # a busy database at start-up: the housekeeping loop tries again
+            logger.exception("task housekeeping failed at start-up; trying again later")
         try:
             async with anyio.create_task_group() as tg:
                 self._tg, self._closing = tg, False
@@ -111,7 +131,11 @@ class TaskManager:
             for live in list(self._live.values()):  # jobs cancelled before they ever ran
                 self._record_interrupted(live)
             self._live.clear()
-            self._store.drop_owner(self.owner)
+            try:
+                self._flush()
+                self._store.drop_owner(self.owner)
+            except TaskError:
+                logger.exception("could not record everything before stopping")
 
     def resume_provider_tasks(self, make_poller: Callable[[TaskRecord], Job | None]) -> int:
         """Poll again the jobs a provider holds whose server is gone; return how many.
@@ -121,6 +145,13 @@ class TaskManager:
         """
         tg = self._task_group()
         self._make_poller = make_poller
+        try:
+            return self._resume(tg, make_poller)
+        except TaskError:  # the next housekeeping round sweeps again
+            logger.exception("could not look for provider-held jobs to resume; trying again later")
+            return 0
+
+    def _resume(self, tg: TaskGroup, make_poller: Callable[[TaskRecord], Job | None]) -> int:
         owners, resumed = self._store.owners(), 0
         for record in self._store.unfinished():
             if not record.provider_task_id or self._owner_alive(record.owner, owners):
@@ -169,7 +200,9 @@ class TaskManager:
         record = self._store.get(task_id)
         cutoff = time.time() - self._ttl  # expired but not yet swept counts as expired
         if record is None or (record.finished_at is not None and record.finished_at < cutoff):
-            raise TaskError(f"no task with id {task_id} (unknown, or expired after {_span(self._ttl)})")
+            raise TaskError(f"no task with id {task_id} (unknown, or expired after {describe_span(self._ttl)})")
+        if not record.finished and task_id in self._unrecorded:  # its outcome is not written yet
+            record = record.model_copy(update=self._unrecorded[task_id])
         return record
 
     async def wait(self, task_id: str, timeout: float, *, send: Send | None = None) -> TaskRecord:
@@ -252,9 +285,7 @@ class TaskManager:
         try:
             with live.scope:
                 fields = await self._execute(live, job)
-                self._store.finish(live.task_id, **fields)
-        except (sqlite3.Error, TaskError):  # top of a job: a broken database must not stop the rest
-            logger.exception("task %s: could not record its outcome", live.task_id)
+                self._record(live.task_id, **fields)
         finally:
             self._live.pop(live.task_id, None)
             live.done.set()
@@ -265,8 +296,11 @@ class TaskManager:
 
         live.progress = Progress(forward)
         try:
-            self._store.mark_running(live.task_id)
-            result = await job(live.progress, TaskHandle(live.task_id, self._store))
+            try:
+                self._store.mark_running(live.task_id)
+            except TaskError:  # only a label; the job matters more
+                logger.warning("task %s: could not mark it running", live.task_id, exc_info=True)
+            result = await job(live.progress, TaskHandle(live.task_id, self))
             json.dumps(result)  # fail here, as the job's failure, if it cannot be stored
             return {"status": "succeeded", "result": result}
         except McpImagesError as exc:
@@ -282,14 +316,53 @@ class TaskManager:
     def _record_interrupted(self, live: _Live) -> None:
         """Record why a job stopped without an outcome: cancelled, or the server stopped."""
         if live.cancel_requested:
-            error = self._error_to_dict(TaskError("cancelled on request"))
-            self._store.finish(live.task_id, "cancelled", error=error)
+            self._record(live.task_id, "cancelled", error=self._error_to_dict(TaskError("cancelled on request")))
             return
-        record = self._store.get(live.task_id)
-        if record is not None and not record.provider_task_id:
-            error = self._error_to_dict(TaskError(SHUTDOWN_REASON))
-            self._store.finish(live.task_id, "failed", error=error)
+        try:
+            record = self._store.get(live.task_id)
+        except TaskError:
+            logger.exception("task %s: cannot tell whether a provider holds it; left to the next server", live.task_id)
+            return
+        provider_held = self._unwritten.get(live.task_id, {}).get("provider_task_id")
+        if record is not None and not record.provider_task_id and not provider_held:
+            self._record(live.task_id, "failed", error=self._error_to_dict(TaskError(SHUTDOWN_REASON)))
         # provider-held: stays running; the next server polls it again
+
+    def _record(self, task_id: str, status: TaskStatus, **fields: Any) -> None:
+        """Write a job's outcome; one the database refuses is kept and written later."""
+        try:
+            self._flush_one(task_id)  # a provider id waiting to be written goes first
+            self._store.finish(task_id, status, **fields)
+        except TaskError:
+            logger.exception("task %s: could not record its outcome yet; kept until the database takes it", task_id)
+            self._unrecorded[task_id] = {"status": status, "finished_at": time.time(), **fields}
+
+    def _write_soon(self, task_id: str, **fields: Any) -> None:
+        """Update a record now, or at the next housekeeping round if the database refuses."""
+        self._unwritten.setdefault(task_id, {}).update(fields)
+        try:
+            self._flush_one(task_id)
+        except TaskError:
+            logger.warning("task %s: could not write %s yet", task_id, sorted(fields), exc_info=True)
+
+    def _flush_one(self, task_id: str) -> None:
+        """Raises: TaskError: the database still refuses (the fields stay queued)."""
+        if task_id in self._unwritten:
+            self._store.update(task_id, **self._unwritten[task_id])
+            del self._unwritten[task_id]
+
+    def _flush(self) -> None:
+        """Write what the database refused before: fields first, then outcomes.
+
+        Raises:
+            TaskError: the database still refuses (what is left stays queued).
+        """
+        for task_id in list(self._unwritten):
+            self._flush_one(task_id)
+        for task_id, outcome in list(self._unrecorded.items()):
+            fields = {k: v for k, v in outcome.items() if k not in ("status", "finished_at")}
+            self._store.finish(task_id, outcome["status"], **fields)
+            del self._unrecorded[task_id]
 
     async def _on_progress(self, live: _Live, count: float, total: float | None, msg: str) -> None:
         self._record_progress(live)
@@ -305,9 +378,16 @@ class TaskManager:
             return
         state = (live.progress.phase_name, list(live.progress.events))
         now = time.monotonic()
+        if now < live.no_writes_until:
+            return
         if state == live.last_written and now - live.last_write_at < PROGRESS_WRITE_SECONDS:
             return
-        record = self._store.update(live.task_id, phase=state[0], progress=state[1])
+        try:
+            record = self._store.update(live.task_id, phase=state[0], progress=state[1])
+        except TaskError:  # progress is a courtesy: a busy database must not stop the job
+            logger.warning("task %s: progress not recorded", live.task_id, exc_info=True)
+            live.no_writes_until = now + PROGRESS_RETRY_SECONDS
+            return
         live.last_written, live.last_write_at = state, now
         if record.finished:  # another server cancelled it (or gave it up): stop, keep its verdict
             live.cancel_requested = True
@@ -320,10 +400,11 @@ class TaskManager:
             await anyio.sleep(HOUSEKEEPING_SECONDS)
             try:
                 self._store.touch_owner(self.owner, os.getpid(), self._host)
+                self._flush()
                 self._housekeep()
                 if self._make_poller is not None:
                     self.resume_provider_tasks(self._make_poller)
-            except (sqlite3.Error, McpImagesError):  # a busy database now and then is no reason to stop
+            except McpImagesError:  # a busy database now and then is no reason to stop
                 logger.exception("task housekeeping failed; trying again later")
 
     def _housekeep(self) -> None:
@@ -340,9 +421,12 @@ class TaskManager:
         if owner == self.owner:
             return True
         row = owners.get(owner)
-        if row is None or time.time() - row.seen_at > OWNER_STALE_SECONDS:
+        if row is None:
             return False
-        return row.host != self._host or _pid_alive(row.pid)
+        silent = time.time() - row.seen_at
+        if row.host == self._host:
+            return silent <= OWNER_PID_TRUST_SECONDS and _pid_alive(row.pid)
+        return silent <= OWNER_STALE_SECONDS
 
     def _task_group(self) -> TaskGroup:
         if self._tg is None or self._closing:
@@ -356,7 +440,7 @@ def _detach(live: _Live, send: Send | None) -> None:
         live.listeners.remove(send)
 
 
-def _span(seconds: float) -> str:
+def describe_span(seconds: float) -> str:
     """``7 days``, ``1 hour``, ``90 seconds``."""
     units = (("day", 86400), ("hour", 3600), ("minute", 60))
     unit, size = next(((u, n) for u, n in units if seconds >= n), ("second", 1))

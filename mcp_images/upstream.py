@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from mcp_images.concurrency import BodySlot
-from mcp_images.errors import ConfigError, UpstreamError
+from mcp_images.errors import ConfigError, ConnectionError_, TimeoutError_, UpstreamError
 from mcp_images.providers import AsyncSpec, Provider
-from mcp_images.retry import MAX_RETRIES, RequestFactory, Sleep, send_with_retries
+from mcp_images.retry import MAX_RETRIES, RequestFactory, Sleep, send_with_retries, should_retry
 from mcp_images.sse import OnPartial, PartialImage, is_event_stream, read_image_stream
 from mcp_images.upstream_download import DEFAULT_DOWNLOAD_MAX_BYTES, download_result
 from mcp_images.upstream_errors import (
@@ -49,6 +56,7 @@ __all__ = [
     "ImagesAPI",
     "ImagesResponse",
     "OnPartial",
+    "OnUnavailable",
     "PartialImage",
 ]
 
@@ -66,7 +74,12 @@ class ImageDatum(BaseModel):
 
 
 class ImagesResponse(BaseModel):
-    """The images API's answer. Unknown fields (302.ai's chat-style usage) are kept."""
+    """The images API's answer. Unknown fields (302.ai's chat-style usage) are kept.
+
+    Only ``data`` must be right: a paid image is never thrown away because a descriptive
+    field beside it (``created``, ``size``, ``usage``...) has an unexpected type; such a
+    field is read as absent.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -78,6 +91,22 @@ class ImagesResponse(BaseModel):
     quality: str | None = None
     size: str | None = None
     request_id: str | None = None
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _null_data_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("created", "usage", "background", "output_format", "quality", "size", mode="wrap")
+    @classmethod
+    def _odd_is_absent(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
+
+
+OnUnavailable = Callable[[UpstreamError], Awaitable[None]]
 
 
 # --- the client ----------------------------------------------------------------------------
@@ -190,8 +219,20 @@ class ImagesAPI:
             f"{snippet(scrub(json.dumps(answer), self._key))}"
         )
 
-    async def poll_async(self, provider_task_id: str, *, body_slot: BodySlot | None = None) -> ImagesResponse | None:
+    async def poll_async(
+        self,
+        provider_task_id: str,
+        *,
+        body_slot: BodySlot | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> ImagesResponse | None:
         """The result of a background job, or None while it runs.
+
+        A poll that gets no usable answer from the poll endpoint itself (unreachable, cut off,
+        timed out, or a status the retry policy would retry: 5xx, 429...), after the retries,
+        says nothing about the job, which may still finish at the provider. With
+        ``on_unavailable`` such a failure is handed to it and the poll counts as pending (it
+        may raise to give up); without it, the failure is raised.
 
         Raises:
             ConfigError: the provider has no async mode, or no key or base URL is set.
@@ -200,15 +241,24 @@ class ImagesAPI:
         spec = self._async_spec()
         build = self._requests()
         make = build.get_json(build.poll_url(spec), {spec.poll_query_param: provider_task_id})
-        response = await self._send(make, stream=True)
+        try:
+            response = await self._send(make, stream=True)
+        except (ConnectionError_, TimeoutError_) as exc:
+            return await _unavailable(exc, on_unavailable)
         try:
             if response.status_code in spec.pending_statuses:
                 return None
             if not response.is_success:
-                raise self._error(response)
+                error = self._error(response)
+                if should_retry(response.status_code, response.headers, parse_body(response.content)):
+                    return await _unavailable(error, on_unavailable)
+                raise error
             if body_slot is not None:
                 await body_slot.acquire()
-            await self._read_or_raise(response)
+            try:
+                await self._read_or_raise(response)
+            except (ConnectionError_, TimeoutError_) as exc:
+                return await _unavailable(exc, on_unavailable)
             return self._poll_result(spec, parse_body(response.content), response.headers)
         finally:
             await response.aclose()
@@ -306,17 +356,31 @@ class ImagesAPI:
         return parse_body(response.content)
 
     async def _read_or_raise(self, response: httpx2.Response) -> None:
+        """Read the body of an answer whose headers are in.
+
+        Raises:
+            TimeoutError_: the body stopped coming for longer than the read timeout.
+            ConnectionError_: the connection broke part-way: the upstream did answer, so the
+                image may be made and billed, and the message says so (no retry here).
+        """
         try:
             await response.aread()
-        except httpx2.TransportError as exc:
+        except httpx2.TimeoutException as exc:
             raise self._transport_error(exc) from exc
+        except httpx2.TransportError as exc:
+            detail = scrub(str(exc), self._key) or type(exc).__name__
+            raise ConnectionError_(
+                f"the answer from {self._base_url} was cut off while it was read ({detail}); "
+                "the image may already be made and billed: try again",
+                request_id=request_id_from(response.headers),
+            ) from exc
 
     # -- turning answers into results and errors ------------------------------------------
 
     def _images(self, payload: Any, headers: Mapping[str, str]) -> ImagesResponse:
         """An images response from a parsed body; an ``error`` body raises instead."""
-        if isinstance(payload, dict) and "error" in payload and not payload.get("data"):
-            raise self.map_error(None, payload, headers)
+        if isinstance(payload, dict) and payload.get("error") and not payload.get("data"):
+            raise self.map_error(None, payload, headers)  # an "error": null (some gateways) is no error
         try:
             result = ImagesResponse.model_validate(payload)
         except ValidationError as exc:
@@ -372,6 +436,13 @@ class ImagesAPI:
             hint=" (raise MCP_IMAGES_TIMEOUT, or ask for a lower quality or a smaller size)",
             secret=self._key,
         )
+
+
+async def _unavailable(error: UpstreamError, on_unavailable: OnUnavailable | None) -> None:
+    """Hand a failed poll to ``on_unavailable`` (the poll then counts as pending), else raise it."""
+    if on_unavailable is None:
+        raise error
+    await on_unavailable(error)
 
 
 def _count(body: Mapping[str, Any]) -> int:
