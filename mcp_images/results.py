@@ -32,10 +32,11 @@ def usage_line(usage: dict[str, Any] | None) -> str | None:
     if not usage:
         return None
     details = usage.get("input_tokens_details") or {}
-    parts = [f"input {usage.get('input_tokens', 0)} tokens"]
+    # 302.ai reports chat-style names (prompt_tokens, completion_tokens) instead.
+    parts = [f"input {usage.get('input_tokens', usage.get('prompt_tokens', 0))} tokens"]
     if details:
         parts[0] += f" (text {details.get('text_tokens', 0)}, image {details.get('image_tokens', 0)})"
-    parts.append(f"output {usage.get('output_tokens', 0)}")
+    parts.append(f"output {usage.get('output_tokens', usage.get('completion_tokens', 0))}")
     parts.append(f"total {usage.get('total_tokens', 0)}")
     return "usage: " + ", ".join(parts)
 

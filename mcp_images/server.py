@@ -25,7 +25,7 @@ from pydantic import AnyUrl, BaseModel, ValidationError
 from mcp_images import __version__, results
 from mcp_images.args import CheckTaskArgs, EditArgs, EstimateArgs, ImageArgs, compact_schema, tool_signature
 from mcp_images.config import Settings
-from mcp_images.errors import McpImagesError, error_dict
+from mcp_images.errors import ConfigError, McpImagesError, error_dict
 from mcp_images.progress import Progress
 from mcp_images.runtime import Runtime
 from mcp_images.store import id_from_ref
@@ -165,7 +165,12 @@ async def _image_tool(
     edit = isinstance(args, EditArgs)
     tools.validate(rt, args, edit=edit)  # refusals come back at once and create no task
     roots = await client_roots(ctx) if edit else None
-    manager = await rt.tasks()
+    try:
+        manager = await rt.tasks()
+    except ConfigError:
+        if args.async_:
+            raise  # a background job needs somewhere to keep its result: the error says why not
+        manager = None
     provider_side = args.async_ and rt.provider.async_mode is not None and not args.stream
 
     async def job(job_progress: Progress, handle: Any) -> dict[str, Any]:
@@ -177,6 +182,9 @@ async def _image_tool(
             outcome = await tools.generate_image(rt, args, job_progress)
         return rt.scrub(results.outcome_json(outcome))
 
+    if manager is None:  # no task database: a plain synchronous call still works
+        logger.warning("running %s without a task record: %s", name, rt.tasks_error)
+        return CallToolResult.model_validate(await job(Progress(ctx.report_progress), None))
     if args.async_:
         provider = rt.provider.name if provider_side else None
         record = await manager.start(name, _record_args(args), job, provider=provider)
@@ -258,6 +266,8 @@ def _make_poller(rt: Runtime, record: Any) -> Any:
     """A job that polls a provider-held task again after a restart (None: cannot)."""
     from mcp_images import provider_jobs
 
+    if record.provider != rt.provider.name or rt.provider.async_mode is None:
+        return None  # the provider changed since: this server cannot poll that job
     model = EditArgs if record.tool == "edit_image" else ImageArgs
     try:
         args = model.model_validate(record.args.get("arguments", {}))

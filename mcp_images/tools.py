@@ -227,7 +227,7 @@ class PartialSaver:
         self.saved: list[StoredImage] = []
 
     async def __call__(self, partial: PartialImage) -> None:
-        data = _decode_b64(partial.b64_json, "partial image")
+        data = _decode_b64(partial.b64_json, "a partial image")
         tag = f"partial{partial.index}"
         stored = await anyio.to_thread.run_sync(
             lambda: _save_bytes(self.rt, data, self.params, tag=tag), limiter=self.rt.image_threads
@@ -241,7 +241,7 @@ def _decode_b64(text: str, what: str) -> bytes:
         # a2b_base64 takes the str as it is: b64decode would first copy it to bytes.
         return binascii.a2b_base64(text)
     except (binascii.Error, ValueError) as exc:
-        raise UpstreamError(f"the upstream sent a {what} that is not valid base64") from exc
+        raise UpstreamError(f"the upstream sent {what} that is not valid base64") from exc
 
 
 def _save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", verify: bool = True) -> StoredImage:
@@ -295,27 +295,44 @@ async def finish(
     api = await rt.api()
     budget = preview_budget(rt, len(response.data))
     saved: list[SavedImage | None] = [None] * len(response.data)
+    created: list[Path] = []  # every file this call wrote, appended from the worker threads
+    failures: list[str] = []
+    if any(d.url and not d.b64_json for d in response.data):
+        await progress.phase("downloading")
     await progress.phase("saving")
 
     async def one(index: int) -> None:
         datum = response.data[index]
-        if datum.b64_json:
-            text, datum.b64_json = datum.b64_json, None  # the text goes as soon as it is decoded
-            data = await anyio.to_thread.run_sync(_decode_b64, text, "image", limiter=rt.image_threads)
-            del text
-        elif datum.url:
-            await progress.phase("downloading")
-            data = await api.download(datum.url)
-        else:
-            raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
-        saved[index] = await anyio.to_thread.run_sync(
-            lambda: _save_and_preview(rt, data, params, budget), limiter=rt.image_threads
-        )
+        try:
+            if datum.b64_json:
+                text, datum.b64_json = datum.b64_json, None  # the text goes as soon as it is decoded
+                data = await anyio.to_thread.run_sync(_decode_b64, text, "an image", limiter=rt.image_threads)
+                del text
+            elif datum.url:
+                data = await api.download(datum.url)
+            else:
+                raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
+            saved[index] = await anyio.to_thread.run_sync(
+                lambda: _save_and_preview(rt, data, params, budget, created), limiter=rt.image_threads
+            )
+        except UpstreamError as exc:
+            if len(response.data) == 1:
+                raise
+            failures.append(f"image {index + 1} of {len(response.data)} was not usable: {exc}")
 
-    with single_errors():
-        async with anyio.create_task_group() as tg:
-            for i in range(len(response.data)):
-                tg.start_soon(one, i)
+    try:
+        with single_errors():
+            async with anyio.create_task_group() as tg:
+                for i in range(len(response.data)):
+                    tg.start_soon(one, i)
+        if not any(saved):
+            raise UpstreamError("; ".join(failures) or "the upstream sent no usable image")
+    except BaseException:
+        # Cancelled or failed: no image of this call stays behind without a result naming it.
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    warnings = [*warnings, *failures]
 
     images = [s for s in saved if s is not None]
     usage = response.usage
@@ -336,7 +353,7 @@ async def finish(
     )
 
 
-def _save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int) -> SavedImage:
+def _save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int, created: list[Path]) -> SavedImage:
     """Preview first (its decode also proves the bytes are a whole image), then save."""
     from mcp_images.errors import InputError
     from mcp_images.previews import base64_len, make_preview
@@ -350,6 +367,7 @@ def _save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int
         except InputError as exc:
             raise UpstreamError(f"the upstream sent an image that cannot be decoded: {exc}") from exc
     stored = _save_bytes(rt, data, params, verify=preview is None)
+    created.append(stored.path)
     return SavedImage(stored, preview=preview, inline_full=inline_full)
 
 

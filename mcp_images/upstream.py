@@ -62,6 +62,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# An answer's body is refused past this many bytes per image asked for: a 3840x2160 PNG in
+# base64 is ~35 MB, so this leaves room, while a hostile or broken answer cannot fill memory.
+MAX_ANSWER_BYTES = 96 * 1024 * 1024
+MAX_IMAGES_PER_CALL = 10  # a polled job's answer: the size of the job is not known here
+
 
 class ImageDatum(BaseModel):
     """One image of a response: base64 bytes or a URL to download at once."""
@@ -256,10 +261,10 @@ class ImagesAPI:
             if body_slot is not None:
                 await body_slot.acquire()
             try:
-                await self._read_or_raise(response)
+                content = await self._read_or_raise(response, images=MAX_IMAGES_PER_CALL)
             except (ConnectionError_, TimeoutError_) as exc:
                 return await _unavailable(exc, on_unavailable)
-            return self._poll_result(spec, parse_body(response.content), response.headers)
+            return self._poll_result(spec, parse_body(content), response.headers)
         finally:
             await response.aclose()
 
@@ -329,8 +334,8 @@ class ImagesAPI:
                 return await self._read_stream(response, expect=expect, on_partial=on_partial)
             if body_slot is not None:
                 await body_slot.acquire()
-            await self._read_or_raise(response)
-            return self._images(parse_body(response.content), response.headers)
+            content = await self._read_or_raise(response, images=expect)
+            return self._images(parse_body(content), response.headers)
         finally:
             await response.aclose()
 
@@ -355,16 +360,30 @@ class ImagesAPI:
             raise self._error(response)
         return parse_body(response.content)
 
-    async def _read_or_raise(self, response: httpx2.Response) -> None:
-        """Read the body of an answer whose headers are in.
+    async def _read_or_raise(self, response: httpx2.Response, *, images: int = 1) -> bytes:
+        """Read the body of an answer whose headers are in, at most `MAX_ANSWER_BYTES` per image.
+
+        The cap counts decoded bytes, so a small compressed answer cannot inflate without end.
 
         Raises:
+            UpstreamError: the answer is larger than the cap.
             TimeoutError_: the body stopped coming for longer than the read timeout.
             ConnectionError_: the connection broke part-way: the upstream did answer, so the
                 image may be made and billed, and the message says so (no retry here).
         """
+        limit = max(images, 1) * MAX_ANSWER_BYTES
+        chunks: list[bytes] = []
+        size = 0
         try:
-            await response.aread()
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise UpstreamError(
+                        f"the upstream's answer is larger than {limit // (1024 * 1024)} MB; refused unread",
+                        request_id=request_id_from(response.headers),
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks)
         except httpx2.TimeoutException as exc:
             raise self._transport_error(exc) from exc
         except httpx2.TransportError as exc:

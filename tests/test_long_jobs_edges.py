@@ -460,3 +460,75 @@ async def test_a_provider_job_pending_past_the_deadline_fails_naming_its_task_id
     failed = await run_302_job(tmp_path, polls_answering([PENDING_302], []))
     assert failed.is_error
     assert "t1" in text_of(failed) and "still pending after 0.3 seconds" in text_of(failed)
+
+
+# --- fixed in tools, results and server (found by this review) -----------------------------
+
+
+async def test_a_call_cancelled_while_saving_leaves_no_image_file(tmp_path: Any, sandbox: Any) -> None:
+    settings = make_settings(tmp_path, sandbox.base_url)
+    saving = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message and message.startswith("saving"):
+            saving.set()
+
+    async with Client(create_server(settings)) as client, anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def call() -> None:
+            with scope:
+                await client.call_tool(
+                    "generate_image",
+                    {"prompt": "big", "n": 4, "size": "3840x2160", "quality": "low"},
+                    progress_callback=on_progress,
+                )
+
+        tg.start_soon(call)
+        await saving.wait()
+        await anyio.sleep(0.1)  # lands inside the saving threads
+        scope.cancel()
+    assert saved_files(settings) == []
+
+
+async def test_one_unusable_image_of_several_is_reported_and_the_good_one_kept(tmp_path: Any) -> None:
+    answer = {"data": [{"b64_json": PNG_B64}, {"b64_json": "aGVsbG8="}]}
+    async with fake_upstream(tmp_path, lambda r: httpx2.Response(200, json=answer)) as client:
+        result = await client.call_tool("generate_image", {"prompt": "x", "n": 2})
+    assert not result.is_error, text_of(result)
+    assert "image 2 of 2 was not usable" in text_of(result)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert [str(p) for p in files] == [i["path"] for i in result.structured_content["images"]]
+
+
+async def test_an_answer_with_no_usable_image_leaves_no_file(tmp_path: Any) -> None:
+    answer = {"data": [{"b64_json": "aGVsbG8="}, {"b64_json": "aGVsbG8="}]}
+    async with fake_upstream(tmp_path, lambda r: httpx2.Response(200, json=answer)) as client:
+        result = await client.call_tool("generate_image", {"prompt": "x", "n": 2})
+    assert result.is_error
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+async def test_302ai_chat_style_usage_is_shown_in_the_summary(tmp_path: Any) -> None:
+    usage = {"prompt_tokens": 12, "completion_tokens": 4160, "total_tokens": 4172}
+    answer = {"data": [{"b64_json": PNG_B64}], "usage": usage}
+    async with fake_upstream(tmp_path, lambda r: httpx2.Response(200, json=answer)) as client:
+        result = await client.call_tool("generate_image", {"prompt": "x"})
+    assert "usage: input 12 tokens, output 4160, total 4172" in text_of(result)
+
+
+async def test_url_answers_report_downloading_before_saving(client: Client) -> None:
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((message or "").split(" ")[0])
+
+    await client.call_tool("generate_image", {"prompt": "[sandbox:url] x"}, progress_callback=on_progress)
+    assert seen == ["generating", "downloading", "saving"]
+
+
+async def test_a_sync_call_works_when_the_task_database_cannot_be_opened(tmp_path: Any, sandbox: Any) -> None:
+    (tmp_path / "data").write_text("not a folder")
+    async with Client(create_server(make_settings(tmp_path, sandbox.base_url))) as client:
+        result = await client.call_tool("generate_image", {"prompt": "x"})
+    assert not result.is_error, text_of(result)

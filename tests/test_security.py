@@ -8,6 +8,7 @@ clear error that says what to change, before anything is spent, and nothing is o
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import logging
@@ -621,3 +622,18 @@ async def test_an_output_folder_that_cannot_be_written_is_refused_before_the_ups
     result = await call_hostile(tmp_path, answer, "generate_image", {"prompt": "a fox"})
     assert result.is_error and "MCP_IMAGES_OUTPUT_DIR" in text_of(result)
     assert asked == []
+
+
+async def test_a_gzip_bomb_answer_is_refused_before_it_is_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mcp_images.upstream.MAX_ANSWER_BYTES", 1024 * 1024, raising=True)
+    body = gzip.compress(b'{"data": [{"b64_json": "' + b"A" * (8 * 1024 * 1024) + b'"}]}')
+
+    def bomb(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, content=body, headers={"content-encoding": "gzip", "content-type": "application/json"}
+        )
+
+    result = await call_hostile(tmp_path, bomb, "generate_image", {"prompt": "a fox"})
+    assert result.is_error and "larger than" in text_of(result)
