@@ -39,6 +39,7 @@ from mcp_images.upstream_errors import (
     parse_body,
     request_id_from,
     scrub,
+    shown_url,
     snippet,
     stream_error,
     transport_error,
@@ -135,6 +136,8 @@ class ImagesAPI:
         self.provider = provider
         self._base_url = base_url or provider.base_url
         self._key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        # How messages and logs name the upstream: no credentials, no query, never the key.
+        self._shown_base = scrub(shown_url(self._base_url), self._key) if self._base_url else "(no base URL)"
         self._read_timeout = read_timeout
         self._timeout = timeouts(read=read_timeout)
         self._max_retries = max_retries
@@ -305,7 +308,7 @@ class ImagesAPI:
 
         def log_retry(reason: str, attempt: int, delay: float) -> None:
             logger.warning(
-                "%s: %s; retry %d of %d in %.2f s", self._base_url, reason, attempt, self._max_retries, delay
+                "%s: %s; retry %d of %d in %.2f s", self._shown_base, reason, attempt, self._max_retries, delay
             )
 
         try:
@@ -389,7 +392,7 @@ class ImagesAPI:
         except httpx2.TransportError as exc:
             detail = scrub(str(exc), self._key) or type(exc).__name__
             raise ConnectionError_(
-                f"the answer from {self._base_url} was cut off while it was read ({detail}); "
+                f"the answer from {self._shown_base} was cut off while it was read ({detail}); "
                 "the image may already be made and billed: try again",
                 request_id=request_id_from(response.headers),
             ) from exc
