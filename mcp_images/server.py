@@ -107,7 +107,7 @@ async def client_roots(ctx: Context[Any, Any]) -> list[Any] | None:
     return paths
 
 
-ToolBody = Callable[[Runtime, Any, Progress, Context[Any, Any]], Awaitable[CallToolResult]]
+ToolBody = Callable[[Runtime, Any, Context[Any, Any]], Awaitable[CallToolResult]]
 
 
 def make_tool(
@@ -127,9 +127,8 @@ def make_tool(
             args = model.model_validate(arguments)
         except ValidationError as exc:
             return results.argument_error(exc)
-        progress = Progress(ctx.report_progress)
         try:
-            return await body(rt, args, progress, ctx)
+            return await body(rt, args, ctx)
         except McpImagesError as exc:
             logger.info("%s refused: %s", name, type(exc).__name__)
             return results.error_result_from_dict(rt.scrub(error_dict(exc)))
@@ -156,9 +155,7 @@ def _record_args(args: BaseModel) -> dict[str, Any]:
     return {"arguments": {k: trim(v) for k, v in dumped.items()}}
 
 
-async def _image_tool(
-    rt: Runtime, args: ImageArgs, progress: Progress, ctx: Context[Any, Any], name: str
-) -> CallToolResult:
+async def _image_tool(rt: Runtime, args: ImageArgs, ctx: Context[Any, Any], name: str) -> CallToolResult:
     """generate_image / edit_image: validate now, then run as a task (attached unless async)."""
     from mcp_images import provider_jobs, tools
 
@@ -196,21 +193,21 @@ async def _image_tool(
     return results.task_result(record)
 
 
-async def _generate(rt: Runtime, args: ImageArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
-    return await _image_tool(rt, args, progress, ctx, "generate_image")
+async def _generate(rt: Runtime, args: ImageArgs, ctx: Context[Any, Any]) -> CallToolResult:
+    return await _image_tool(rt, args, ctx, "generate_image")
 
 
-async def _edit(rt: Runtime, args: EditArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
-    return await _image_tool(rt, args, progress, ctx, "edit_image")
+async def _edit(rt: Runtime, args: EditArgs, ctx: Context[Any, Any]) -> CallToolResult:
+    return await _image_tool(rt, args, ctx, "edit_image")
 
 
-async def _check_task(rt: Runtime, args: CheckTaskArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
+async def _check_task(rt: Runtime, args: CheckTaskArgs, ctx: Context[Any, Any]) -> CallToolResult:
     manager = await rt.tasks()
     record = await manager.wait(args.task_id, args.wait_seconds, send=ctx.report_progress)
     return results.task_result(record)
 
 
-async def _estimate(rt: Runtime, args: EstimateArgs, progress: Progress, ctx: Context[Any, Any]) -> CallToolResult:
+async def _estimate(rt: Runtime, args: EstimateArgs, ctx: Context[Any, Any]) -> CallToolResult:
     from mcp_images.estimates import estimate
 
     roots = await client_roots(ctx) if args.image is not None or args.mask is not None else None
