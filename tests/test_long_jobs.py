@@ -215,3 +215,31 @@ async def test_a_heartbeat_repeats_the_phase_while_waiting() -> None:
             while len(sent) < 4:
                 await anyio.sleep(0.005)
     assert all(m.startswith("generating") for m in sent)
+
+
+async def test_ten_background_generations_are_all_collected_across_a_restart(tmp_path: Path, sandbox: Any) -> None:
+    settings = make_settings(tmp_path, sandbox.base_url)
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    async with Client(create_server(settings)) as first:
+        started = [
+            await first.call_tool(
+                "generate_image", {"prompt": f"[sandbox:slow=0.3] cathedral {i}", "quality": "high", "async": True}
+            )
+            for i in range(10)
+        ]
+        ids = [r.structured_content["task_id"] for r in started]
+        with anyio.fail_after(30):
+            for task_id in ids:
+                done = await first.call_tool(
+                    "check_task", {"task_id": task_id, "wait_seconds": 20}, progress_callback=on_progress
+                )
+                assert not done.is_error, text_of(done)
+    assert any(m.startswith(("generating", "saving")) for m in seen)  # progress while waiting
+    async with Client(create_server(settings)) as second:
+        collected = [await second.call_tool("check_task", {"task_id": task_id}) for task_id in ids]
+    paths = {Path(r.structured_content["images"][0]["path"]) for r in collected}
+    assert len(paths) == 10 and all(p.is_file() for p in paths)
