@@ -55,11 +55,14 @@ __all__ = [
 MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 QUOTA_CODE = "insufficient_quota"
 REDACTED = "[redacted]"
+# Shorter "keys" (a test's "k") are not secrets and are everywhere in ordinary text: replacing
+# them would mangle results ("resource_link" -> "resource_lin[redacted]"). Real keys are 20+.
+MIN_SECRET_CHARS = 8
 
 
 def scrub(text: str, secret: str | None) -> str:
     """``text`` with every copy of ``secret`` replaced, so no key leaves in a message."""
-    return text.replace(secret, REDACTED) if secret else text
+    return text.replace(secret, REDACTED) if secret and len(secret) >= MIN_SECRET_CHARS else text
 
 
 def scrub_json(value: Any, secret: str | None) -> Any:
@@ -68,7 +71,7 @@ def scrub_json(value: Any, secret: str | None) -> Any:
     A hostile or careless upstream may echo the key in any field (``code``, ``param``,
     moderation categories), not only in the message.
     """
-    if not secret:
+    if not secret or len(secret) < MIN_SECRET_CHARS:
         return value
     if isinstance(value, str):
         return scrub(value, secret)

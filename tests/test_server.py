@@ -336,3 +336,12 @@ async def test_the_inline_setting_changes_what_the_result_carries(
     if full_size:
         saved = Path(result.structured_content["images"][0]["path"]).read_bytes()
         assert base64.b64decode(images[0].data) == saved
+
+
+async def test_a_short_key_does_not_mangle_the_result(tmp_path: Path, sandbox: Any) -> None:
+    # A one-letter "key" is no secret; scrubbing it would rewrite "resource_link" and break the result.
+    async with Client(create_server(make_settings(tmp_path, sandbox.base_url, api_key="k"))) as client:
+        result = await client.call_tool("generate_image", {"prompt": "a kite"})
+    assert not result.is_error, text_of(result)
+    assert [b.type for b in result.content] == ["text", "image", "resource_link"]
+    assert "a-kite" in result.structured_content["images"][0]["path"]
