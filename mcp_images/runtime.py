@@ -120,7 +120,7 @@ class Runtime:
         from mcp_images.upstream import ImagesAPI
 
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
-        return ImagesAPI(
+        api = ImagesAPI(
             await self.http(),
             provider=self.provider,
             base_url=self.settings.base_url,
@@ -128,6 +128,8 @@ class Runtime:
             read_timeout=self.settings.timeout,
             max_retries=self.settings.max_retries,
         )
+        api.allowed_hosts = tuple(self.settings.allowed_host_set)
+        return api
 
     def input_policy(self, client_roots: list[str] | None = None) -> InputPolicy:
         from pathlib import Path

@@ -30,6 +30,7 @@ from pydantic import (
 
 from mcp_images.concurrency import BodySlot
 from mcp_images.errors import ConfigError, ConnectionError_, TimeoutError_, UpstreamError
+from mcp_images.netguard import HostResolver, system_resolver
 from mcp_images.providers import AsyncSpec, Provider
 from mcp_images.retry import MAX_RETRIES, RequestFactory, Sleep, send_with_retries, should_retry
 from mcp_images.sse import OnPartial, PartialImage, is_event_stream, read_image_stream
@@ -135,6 +136,8 @@ class ImagesAPI:
         self._http = http
         self.provider = provider
         self._base_url = base_url or provider.base_url
+        self.allowed_hosts: tuple[str, ...] = ()  # MCP_IMAGES_ALLOWED_HOSTS: result URLs fetched from these too
+        self.resolver: HostResolver = system_resolver  # how a result URL's host is resolved for its check
         self._key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         # How messages and logs name the upstream: no credentials, no query, never the key.
         self._shown_base = scrub(shown_url(self._base_url), self._key) if self._base_url else "(no base URL)"
@@ -280,8 +283,24 @@ class ImagesAPI:
             UpstreamError: the URL cannot be fetched, redirects too often or is too large.
         """
         return await download_result(
-            self._http, url, max_bytes=max_bytes, max_retries=self._max_retries, sleep=self._sleep, secret=self._key
+            self._http,
+            url,
+            max_bytes=max_bytes,
+            max_retries=self._max_retries,
+            sleep=self._sleep,
+            secret=self._key,
+            trusted_hosts=self._trusted_hosts(),
+            resolver=self.resolver,
         )
+
+    def _trusted_hosts(self) -> list[str]:
+        """The upstream's own host (with its port) and the hosts the user allows."""
+        hosts = list(self.allowed_hosts)
+        if self._base_url:
+            base = httpx2.URL(self._base_url)
+            host = base.raw_host.decode("ascii").lower()
+            hosts += [host, f"{host}:{base.port or (443 if base.scheme == 'https' else 80)}"]
+        return hosts
 
     # -- request building (see `upstream_requests`) ---------------------------------------
 

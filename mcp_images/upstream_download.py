@@ -9,11 +9,13 @@ not from the agent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from contextlib import ExitStack
 
 import httpx2
 
-from mcp_images.errors import UpstreamError
+from mcp_images.errors import InputError, UpstreamError
+from mcp_images.netguard import HostResolver, check_url, system_resolver
 from mcp_images.retry import RequestFactory, Sleep, send_with_retries
 from mcp_images.upstream_errors import request_id_from, scrub, shown_url, transport_error
 from mcp_images.upstream_requests import DEFAULT_CONNECT_TIMEOUT, timeouts
@@ -36,11 +38,18 @@ async def download_result(
     max_retries: int,
     sleep: Sleep,
     secret: str | None,
+    trusted_hosts: Iterable[str] = (),
+    resolver: HostResolver = system_resolver,
 ) -> bytes:
     """The bytes behind ``url``; ``secret`` is scrubbed from any failure's message.
 
+    A hop on one of ``trusted_hosts`` (the upstream's own host, and the hosts the user allows)
+    is fetched as it is. Any other host must pass the same guard as an image URL an agent gives
+    (public https only): a hostile or broken upstream cannot point this server at its own
+    network.
+
     Raises:
-        UpstreamError: the URL cannot be fetched, redirects too often or is too large.
+        UpstreamError: the URL cannot be fetched, is refused, redirects too often or is too large.
     """
     timeout = timeouts(read=DOWNLOAD_READ_TIMEOUT)
     current = _parse(url, secret)
@@ -49,6 +58,10 @@ async def download_result(
             raise UpstreamError(
                 f"the result URL must be an http or https URL with a host; got {scrub(shown_url(str(current)), secret)!r}"
             )
+        try:
+            await check_url(current, allowed_hosts=trusted_hosts, resolver=resolver)
+        except InputError as exc:
+            raise UpstreamError(f"the upstream's result URL was refused: {scrub(str(exc), secret)}") from exc
         target = current
 
         def make(_: ExitStack, target: httpx2.URL = target) -> httpx2.Request:

@@ -73,6 +73,11 @@ class Client:
     delays: list[float]
 
 
+async def public_resolver(host: str, port: int) -> list[str]:
+    """Every name resolves to a public documentation-free address (no DNS in tests)."""
+    return ["93.184.215.14"]
+
+
 @asynccontextmanager
 async def upstream(
     *answers: httpx2.Response | Exception | Handler,
@@ -96,6 +101,7 @@ async def upstream(
             max_retries=max_retries,
             sleep=sleep,
         )
+        api.resolver = public_resolver  # result-URL hosts here are fake names: resolve them offline
         with anyio.fail_after(5):
             yield Client(api, fake, delays)
 
@@ -922,3 +928,24 @@ def test_an_upload_file_needs_exactly_one_source() -> None:
         UploadFile("a.png", "image/png")
     with pytest.raises(ValueError, match="exactly one"):
         UploadFile("a.png", "image/png", path=Path("a.png"), data=b"x")
+
+
+@pytest.mark.anyio
+async def test_a_result_url_pointing_into_the_servers_network_is_refused() -> None:
+    async def private(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    async with upstream(httpx2.Response(200, content=PNG)) as c:
+        c.api.resolver = private
+        with pytest.raises(UpstreamError, match="result URL was refused"):
+            await c.api.download("https://files.example.com/out.png")
+        with pytest.raises(UpstreamError, match="result URL was refused"):
+            await c.api.download("http://169.254.169.254/latest/meta-data/")
+    assert c.fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_result_url_on_the_upstreams_own_host_is_fetched_even_on_a_private_address() -> None:
+    base = "http://10.1.2.3:8080/v1"
+    async with upstream(httpx2.Response(200, content=PNG), provider="compatible", base_url=base) as c:
+        assert await c.api.download("http://10.1.2.3:8080/files/a.png") == PNG
