@@ -1,9 +1,9 @@
-"""The model catalog: what each image model accepts, as data, and the checks built on it.
+"""The model catalog: what each image model accepts, as data, and the parameter checks built on it.
 
 The rules live in ``data/catalog.json`` (from the upstream contract). A user's own file
 (``MCP_IMAGES_CATALOG``) in the same shape overrides or adds models, so a new model is a data
 change. A model name found nowhere gets the permissive profile: only the generic checks, and
-the result says so.
+the result says so. The checks of an edit's input files are `edit_rules`'.
 
 Nothing here imports ``mcp``; the tool layer turns `ValidationProblem` into tool errors.
 """
@@ -203,7 +203,8 @@ def size_rule_problem(rule: SizeRule, width: int, height: int) -> str | None:
     return None
 
 
-def _one_of(values: list[str]) -> str:
+def one_of(values: list[str]) -> str:
+    """A list of allowed values as a message shows it."""
     return ", ".join(values)
 
 
@@ -264,7 +265,7 @@ def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list
         if p.size in spec.sizes or (p.size == "auto" and not spec.known):
             pass
         elif p.size == "auto":
-            bad("size", f"{name} has no size=auto; pick one of {_one_of(spec.sizes)}")
+            bad("size", f"{name} has no size=auto; pick one of {one_of(spec.sizes)}")
             pass
         elif spec.size_rule is not None and dims is not None:
             why = size_rule_problem(spec.size_rule, *dims)
@@ -274,7 +275,7 @@ def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list
             if dims is None:
                 bad("size", f"size must be 'auto' or WIDTHxHEIGHT such as 1024x1024; you sent {p.size!r}")
         else:
-            allowed = _one_of(spec.sizes)
+            allowed = one_of(spec.sizes)
             extra = " or any WIDTHxHEIGHT (multiples of 16)" if spec.size_rule else ""
             bad("size", f"{name} takes size {allowed}{extra}; you sent {p.size!r}")
         limit = spec.size_rule.experimental_above_pixels if spec.size_rule else None
@@ -287,7 +288,7 @@ def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list
         if not allowed:
             bad(fld, f"{name} does not take {fld}; leave it out")
         elif value not in allowed:
-            bad(fld, f"{name} takes {fld} {_one_of(allowed)}; you sent {value!r}")
+            bad(fld, f"{name} takes {fld} {one_of(allowed)}; you sent {value!r}")
 
     enum_check("quality", p.quality, spec.qualities)
     enum_check("background", p.background, spec.backgrounds)
@@ -323,82 +324,14 @@ def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list
             bad("partial_images", f"partial_images may be 0-{spec.partial_images_max}")
 
     if problems:
-        raise ValidationProblem(_join(problems), field=problems[0][0])
+        raise ValidationProblem(join_problems(problems), field=problems[0][0])
     if not spec.known and spec.notes:
         warnings.append(spec.notes)
     return warnings
 
 
-def _join(problems: list[tuple[str, str]]) -> str:
+def join_problems(problems: list[tuple[str, str]]) -> str:
+    """One message for every problem found, numbered when there are several."""
     if len(problems) == 1:
         return problems[0][1]
     return f"{len(problems)} problems: " + "; ".join(f"({i}) {m}" for i, (_, m) in enumerate(problems, 1))
-
-
-@dataclass(frozen=True)
-class InputFacts:
-    """What the edit checks need to know of one input image (filled in by imaging/inputs)."""
-
-    label: str  # how to name it in a message: "image 2" or the file name
-    format: str | None  # by content: png, jpeg, webp, gif, ...; None if not an image
-    width: int
-    height: int
-    bytes: int
-    has_alpha: bool
-
-
-def check_edit_inputs(spec: ModelSpec, images: list[InputFacts], mask: InputFacts | None) -> None:
-    """The edit-input rules: count, type by content, size, squareness, mask shape.
-
-    Raises:
-        ValidationProblem: one or more inputs break a rule (all are listed).
-    """
-    problems: list[tuple[str, str]] = []
-    name = spec.name
-    limit = spec.edit_max_images or GENERIC_EDIT_MAX_IMAGES
-    if not images:
-        problems.append(("image", "edit_image needs at least one input image"))
-    if len(images) > limit:
-        problems.append(
-            ("image", f"{name} takes at most {limit} input image{'s' if limit > 1 else ''}; you gave {len(images)}")
-        )
-    formats = spec.edit_formats or ["png", "jpeg", "webp"]
-    for img in images:
-        if img.format not in formats:
-            kind = img.format or "not an image"
-            problems.append(("image", f"{img.label} is {kind}; {name} takes {_one_of(formats)} (checked by content)"))
-        if img.bytes > spec.edit_max_bytes:
-            problems.append(
-                (
-                    "image",
-                    f"{img.label} is {img.bytes / 1e6:.1f} MB; {name} takes images under {spec.edit_max_bytes // (1024 * 1024)} MB",
-                )
-            )
-        if spec.edit_square_only and img.width != img.height:
-            problems.append(
-                ("image", f"{img.label} is {img.width}x{img.height}; {name} needs a square PNG (crop it square first)")
-            )
-    if mask is not None:
-        if mask.format != "png":
-            problems.append(
-                ("mask", f"the mask is {mask.format or 'not an image'}; it must be a PNG with an alpha channel")
-            )
-        elif not mask.has_alpha:
-            problems.append(
-                (
-                    "mask",
-                    "the mask has no alpha channel: save it as RGBA PNG with the area to edit fully transparent (alpha 0)",
-                )
-            )
-        if mask.bytes > spec.mask_max_bytes:
-            problems.append(("mask", f"the mask is {mask.bytes / 1e6:.1f} MB; it must be under 4 MB"))
-        if images and (mask.width, mask.height) != (images[0].width, images[0].height):
-            first = images[0]
-            problems.append(
-                (
-                    "mask",
-                    f"the mask is {mask.width}x{mask.height} but the first image is {first.width}x{first.height}; they must match exactly",
-                )
-            )
-    if problems:
-        raise ValidationProblem(_join(problems), field=problems[0][0])

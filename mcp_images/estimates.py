@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_images.args import EstimateArgs
-from mcp_images.catalog import ImageParams, check_edit_inputs, check_params
+from mcp_images.catalog import ImageParams, check_params
+from mcp_images.edit_rules import check_edit_inputs
 from mcp_images.pricing import CostBreakdown
 from mcp_images.runtime import Runtime
 from mcp_images.tools import to_params
@@ -30,7 +31,8 @@ async def estimate(rt: Runtime, args: EstimateArgs, client_roots: list[Any] | No
     Raises:
         ValidationProblem, InputError: exactly what the real call would refuse.
     """
-    from mcp_images.catalog import InputFacts, parse_size
+    from mcp_images.catalog import parse_size
+    from mcp_images.edit_rules import InputFacts
     from mcp_images.inputs import load_image_ref
     from mcp_images.pricing import estimate_cost
 

@@ -12,7 +12,7 @@ A reference is one of:
 from the content, never from the name or a declared type. PNG, JPEG and WebP pass untouched
 (a local file is kept as a path and streamed at upload); GIF, BMP and TIFF are converted to
 PNG with a note; HEIC/AVIF and non-images are refused. Sizes are checked later against the
-model (`catalog.check_edit_inputs`), so nothing is shrunk here.
+model (`edit_rules.check_edit_inputs`), so nothing is shrunk here.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import anyio
 import anyio.to_thread
 
 from mcp_images import imaging, netguard
-from mcp_images.catalog import InputFacts
+from mcp_images.edit_rules import InputFacts
 from mcp_images.errors import InputError
 from mcp_images.input_sources import IdResolver, Source, locate
 

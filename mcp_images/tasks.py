@@ -10,7 +10,7 @@ only jobs whose owner is gone are reported as cut off, or resumed when the provi
 The database may refuse a write now and then (another program holding it locked, a full
 disk). A job never dies of that: progress writes are skipped, and an outcome or a provider's
 job id that could not be written is kept in memory, answered from there, and written by the
-next housekeeping round.
+next housekeeping round. Owners and those kept writes are `task_upkeep`'s.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,7 +29,8 @@ from anyio.abc import TaskGroup
 
 from mcp_images.errors import McpImagesError, TaskError
 from mcp_images.progress import Progress, Send
-from mcp_images.task_store import OwnerRow, TaskRecord, TaskStatus, TaskStore
+from mcp_images.task_store import TaskRecord, TaskStore
+from mcp_images.task_upkeep import DeferredWrites, Owners
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ class TaskHandle:
 
         If the database refuses the write, the id is written by the next housekeeping round.
         """
-        self._manager._write_soon(self.task_id, provider_task_id=pid)
+        self._manager._writes.update(self.task_id, provider_task_id=pid)
 
 
 Job = Callable[[Progress, TaskHandle], Awaitable[dict[str, Any]]]
@@ -98,22 +96,19 @@ class TaskManager:
         self._store = store
         self._ttl = ttl_seconds
         self._error_to_dict = error_to_dict
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
-        self._host = socket.gethostname()
+        self._owners = Owners(store, stale_after=OWNER_STALE_SECONDS, pid_trust=OWNER_PID_TRUST_SECONDS)
+        self.owner = self._owners.me
         self._live: dict[str, _Live] = {}
         self._tg: TaskGroup | None = None
         self._closing = False
         self._make_poller: Callable[[TaskRecord], Job | None] | None = None
-        # Writes the database refused, kept until a housekeeping round gets them in: fields
-        # per task, and outcomes (status, result or error, finished_at) per task.
-        self._unwritten: dict[str, dict[str, Any]] = {}
-        self._unrecorded: dict[str, dict[str, Any]] = {}
+        self._writes = DeferredWrites(store)  # kept until a housekeeping round gets them in
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[TaskManager]:
         """Own the background jobs; on exit, cancel them (provider-held ones stay resumable)."""
         try:
-            self._store.touch_owner(self.owner, os.getpid(), self._host)
+            self._owners.heartbeat()
             self._housekeep()
         except TaskError:  # a busy database at start-up: the housekeeping loop tries again
             logger.exception("task housekeeping failed at start-up; trying again later")
@@ -132,8 +127,8 @@ class TaskManager:
                 self._record_interrupted(live)
             self._live.clear()
             try:
-                self._flush()
-                self._store.drop_owner(self.owner)
+                self._writes.flush()
+                self._owners.leave()
             except TaskError:
                 logger.exception("could not record everything before stopping")
 
@@ -152,9 +147,9 @@ class TaskManager:
             return 0
 
     def _resume(self, tg: TaskGroup, make_poller: Callable[[TaskRecord], Job | None]) -> int:
-        owners, resumed = self._store.owners(), 0
-        for record in self._store.unfinished():
-            if not record.provider_task_id or self._owner_alive(record.owner, owners):
+        resumed = 0
+        for record in self._owners.orphans():
+            if not record.provider_task_id:
                 continue
             if not self._store.claim(record.id, record.owner, self.owner):
                 continue  # another server took it first
@@ -201,8 +196,9 @@ class TaskManager:
         cutoff = time.time() - self._ttl  # expired but not yet swept counts as expired
         if record is None or (record.finished_at is not None and record.finished_at < cutoff):
             raise TaskError(f"no task with id {task_id} (unknown, or expired after {describe_span(self._ttl)})")
-        if not record.finished and task_id in self._unrecorded:  # its outcome is not written yet
-            record = record.model_copy(update=self._unrecorded[task_id])
+        outcome = self._writes.outcome(task_id)
+        if not record.finished and outcome is not None:  # its outcome is not written yet
+            record = record.model_copy(update=outcome)
         return record
 
     async def wait(self, task_id: str, timeout: float, *, send: Send | None = None) -> TaskRecord:
@@ -285,7 +281,7 @@ class TaskManager:
         try:
             with live.scope:
                 fields = await self._execute(live, job)
-                self._record(live.task_id, **fields)
+                self._writes.finish(live.task_id, **fields)
         finally:
             self._live.pop(live.task_id, None)
             live.done.set()
@@ -316,53 +312,17 @@ class TaskManager:
     def _record_interrupted(self, live: _Live) -> None:
         """Record why a job stopped without an outcome: cancelled, or the server stopped."""
         if live.cancel_requested:
-            self._record(live.task_id, "cancelled", error=self._error_to_dict(TaskError("cancelled on request")))
+            self._writes.finish(live.task_id, "cancelled", error=self._error_to_dict(TaskError("cancelled on request")))
             return
         try:
             record = self._store.get(live.task_id)
         except TaskError:
             logger.exception("task %s: cannot tell whether a provider holds it; left to the next server", live.task_id)
             return
-        provider_held = self._unwritten.get(live.task_id, {}).get("provider_task_id")
+        provider_held = self._writes.queued(live.task_id, "provider_task_id")
         if record is not None and not record.provider_task_id and not provider_held:
-            self._record(live.task_id, "failed", error=self._error_to_dict(TaskError(SHUTDOWN_REASON)))
+            self._writes.finish(live.task_id, "failed", error=self._error_to_dict(TaskError(SHUTDOWN_REASON)))
         # provider-held: stays running; the next server polls it again
-
-    def _record(self, task_id: str, status: TaskStatus, **fields: Any) -> None:
-        """Write a job's outcome; one the database refuses is kept and written later."""
-        try:
-            self._flush_one(task_id)  # a provider id waiting to be written goes first
-            self._store.finish(task_id, status, **fields)
-        except TaskError:
-            logger.exception("task %s: could not record its outcome yet; kept until the database takes it", task_id)
-            self._unrecorded[task_id] = {"status": status, "finished_at": time.time(), **fields}
-
-    def _write_soon(self, task_id: str, **fields: Any) -> None:
-        """Update a record now, or at the next housekeeping round if the database refuses."""
-        self._unwritten.setdefault(task_id, {}).update(fields)
-        try:
-            self._flush_one(task_id)
-        except TaskError:
-            logger.warning("task %s: could not write %s yet", task_id, sorted(fields), exc_info=True)
-
-    def _flush_one(self, task_id: str) -> None:
-        """Raises: TaskError: the database still refuses (the fields stay queued)."""
-        if task_id in self._unwritten:
-            self._store.update(task_id, **self._unwritten[task_id])
-            del self._unwritten[task_id]
-
-    def _flush(self) -> None:
-        """Write what the database refused before: fields first, then outcomes.
-
-        Raises:
-            TaskError: the database still refuses (what is left stays queued).
-        """
-        for task_id in list(self._unwritten):
-            self._flush_one(task_id)
-        for task_id, outcome in list(self._unrecorded.items()):
-            fields = {k: v for k, v in outcome.items() if k not in ("status", "finished_at")}
-            self._store.finish(task_id, outcome["status"], **fields)
-            del self._unrecorded[task_id]
 
     async def _on_progress(self, live: _Live, count: float, total: float | None, msg: str) -> None:
         self._record_progress(live)
@@ -399,8 +359,8 @@ class TaskManager:
         while True:
             await anyio.sleep(HOUSEKEEPING_SECONDS)
             try:
-                self._store.touch_owner(self.owner, os.getpid(), self._host)
-                self._flush()
+                self._owners.heartbeat()
+                self._writes.flush()
                 self._housekeep()
                 if self._make_poller is not None:
                     self.resume_provider_tasks(self._make_poller)
@@ -410,23 +370,11 @@ class TaskManager:
     def _housekeep(self) -> None:
         """Drop expired records; fail local jobs whose server is gone."""
         self._store.expire(self._ttl)
-        owners = self._store.owners()
-        for record in self._store.unfinished():
-            if record.provider_task_id or self._owner_alive(record.owner, owners):
+        for record in self._owners.orphans():
+            if record.provider_task_id:
                 continue
             error = self._error_to_dict(TaskError(RESTART_REASON))
             self._store.finish(record.id, "failed", error=error)
-
-    def _owner_alive(self, owner: str, owners: dict[str, OwnerRow]) -> bool:
-        if owner == self.owner:
-            return True
-        row = owners.get(owner)
-        if row is None:
-            return False
-        silent = time.time() - row.seen_at
-        if row.host == self._host:
-            return silent <= OWNER_PID_TRUST_SECONDS and _pid_alive(row.pid)
-        return silent <= OWNER_STALE_SECONDS
 
     def _task_group(self) -> TaskGroup:
         if self._tg is None or self._closing:
@@ -446,15 +394,3 @@ def describe_span(seconds: float) -> str:
     unit, size = next(((u, n) for u, n in units if seconds >= n), ("second", 1))
     count = round(seconds / size, 2)
     return f"{count:g} {unit}{'' if count == 1 else 's'}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT; rely on the heartbeat
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True

@@ -1,13 +1,13 @@
 """The tools' work, apart from the protocol: validate, call the upstream, save, describe.
 
 Each function takes the runtime, the parsed arguments and a `Progress`, and returns an
-`Outcome` that `results.py` renders for MCP. Heavy modules (Pillow, httpx2) are imported
-inside the functions so that importing this module costs nothing at start-up.
+`Outcome` that `results.py` renders for MCP. Saving and previews of what came back are
+`saving`'s. Heavy modules (Pillow, httpx2) are imported inside the functions so that importing
+this module costs nothing at start-up.
 """
 
 from __future__ import annotations
 
-import binascii
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,27 +16,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from mcp_images.args import CommonArgs, EditArgs, ImageArgs
-from mcp_images.catalog import ImageParams, ModelSpec, check_edit_inputs, check_params
+from mcp_images.catalog import ImageParams, ModelSpec, check_params
 from mcp_images.concurrency import single_errors
-from mcp_images.errors import ConfigError, InputError, UpstreamError, ValidationProblem
+from mcp_images.edit_rules import check_edit_inputs
+from mcp_images.errors import UpstreamError, ValidationProblem
 from mcp_images.progress import Progress
 from mcp_images.runtime import Runtime
 from mcp_images.store import StoredImage
 
 if TYPE_CHECKING:
     from mcp_images.inputs import InputImage
-    from mcp_images.previews import Preview
     from mcp_images.pricing import CostBreakdown
-    from mcp_images.upstream import ImagesResponse, PartialImage
+    from mcp_images.saving import SavedImage
+    from mcp_images.upstream_answers import ImagesResponse
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SavedImage:
-    stored: StoredImage
-    preview: Preview | None = None
-    inline_full: bool = False
 
 
 @dataclass
@@ -141,6 +135,8 @@ def validate(rt: Runtime, args: CommonArgs, *, edit: bool) -> tuple[ModelSpec, I
 
 
 async def generate_image(rt: Runtime, args: ImageArgs, progress: Progress) -> Outcome:
+    from mcp_images.saving import PartialSaver
+
     spec, params, warnings = validate(rt, args, edit=False)
     api = await rt.api()
     body = request_body(params, spec)
@@ -184,12 +180,14 @@ async def load_edit_inputs(
 
 
 def _placeholder(index: int) -> Any:
-    from mcp_images.catalog import InputFacts
+    from mcp_images.edit_rules import InputFacts
 
     return InputFacts(label=f"image {index + 1}", format="png", width=1, height=1, bytes=0, has_alpha=False)
 
 
 async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roots: list[Any] | None = None) -> Outcome:
+    from mcp_images.saving import PartialSaver
+
     spec, params, warnings = validate(rt, args, edit=True)
     images, mask = await load_edit_inputs(rt, args, spec, client_roots)
     warnings += [i.note for i in images if i.note] + ([mask.note] if mask and mask.note else [])
@@ -219,65 +217,6 @@ def upload_file(img: InputImage) -> Any:
     return UploadFile(filename=img.filename, mime_type=img.mime_type, data=img.data)
 
 
-class PartialSaver:
-    """Saves each streamed partial image as an images:// resource and reports it."""
-
-    def __init__(self, rt: Runtime, params: ImageParams, progress: Progress) -> None:
-        self.rt, self.params, self.progress = rt, params, progress
-        self.saved: list[StoredImage] = []
-
-    async def __call__(self, partial: PartialImage) -> None:
-        data = _decode_b64(partial.b64_json, "a partial image")
-        tag = f"partial{partial.index}"
-        stored = await anyio.to_thread.run_sync(
-            lambda: _save_bytes(self.rt, data, self.params, tag=tag), limiter=self.rt.image_threads
-        )
-        self.saved.append(stored)
-        await self.progress.note(f"partial image {partial.index + 1} saved: {stored.uri}")
-
-
-def _decode_b64(text: str, what: str) -> bytes:
-    try:
-        # a2b_base64 takes the str as it is: b64decode would first copy it to bytes.
-        return binascii.a2b_base64(text)
-    except (binascii.Error, ValueError) as exc:
-        raise UpstreamError(f"the upstream sent {what} that is not valid base64") from exc
-
-
-def _save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", verify: bool = True) -> StoredImage:
-    from mcp_images.imaging import probe
-
-    try:
-        info = probe(data, verify=verify)
-    except InputError as exc:  # the upstream's bytes, not the caller's input
-        raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
-    if info.format not in ("png", "jpeg", "webp", "gif"):
-        raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
-    stem = f"{params.filename}-{tag}" if params.filename and tag else params.filename
-    try:
-        return rt.store.save(
-            data,
-            fmt=info.format,
-            prompt=params.prompt,
-            width=info.width,
-            height=info.height,
-            tag=tag,
-            subdir=params.subdir,
-            stem=stem,
-        )
-    except OSError as exc:
-        raise ConfigError(
-            f"the image was made but could not be saved in {rt.store.output_dir}: {exc.strerror or exc}; "
-            "free some space or set MCP_IMAGES_OUTPUT_DIR to a writable folder"
-        ) from exc
-
-
-def preview_budget(rt: Runtime, count: int) -> int:
-    from mcp_images.config import DEFAULT_PREVIEW_MAX
-
-    return max(10_000, min(DEFAULT_PREVIEW_MAX, rt.settings.result_budget // max(count, 1)))
-
-
 async def finish(
     rt: Runtime,
     params: ImageParams,
@@ -290,6 +229,8 @@ async def finish(
     input_sizes: list[tuple[int, int]] | None = None,
 ) -> Outcome:
     """Download URL results, save every image, make previews (in parallel threads), price it."""
+    from mcp_images.saving import decode_b64, preview_budget, save_and_preview
+
     if not response.data:
         raise UpstreamError("the upstream answered without any image", request_id=response.request_id)
     api = await rt.api()
@@ -306,14 +247,14 @@ async def finish(
         try:
             if datum.b64_json:
                 text, datum.b64_json = datum.b64_json, None  # the text goes as soon as it is decoded
-                data = await anyio.to_thread.run_sync(_decode_b64, text, "an image", limiter=rt.image_threads)
+                data = await anyio.to_thread.run_sync(decode_b64, text, "an image", limiter=rt.image_threads)
                 del text
             elif datum.url:
                 data = await api.download(datum.url)
             else:
                 raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
             saved[index] = await anyio.to_thread.run_sync(
-                lambda: _save_and_preview(rt, data, params, budget, created), limiter=rt.image_threads
+                lambda: save_and_preview(rt, data, params, budget, created), limiter=rt.image_threads
             )
         except UpstreamError as exc:
             if len(response.data) == 1:
@@ -351,24 +292,6 @@ async def finish(
         edit=edit,
         elapsed=progress.elapsed,
     )
-
-
-def _save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int, created: list[Path]) -> SavedImage:
-    """Preview first (its decode also proves the bytes are a whole image), then save."""
-    from mcp_images.errors import InputError
-    from mcp_images.previews import base64_len, make_preview
-
-    mode = rt.settings.inline
-    preview = None
-    inline_full = mode == "full" and base64_len(len(data)) <= budget
-    if mode != "none" and not inline_full:
-        try:
-            preview = make_preview(data, max_b64_chars=budget)
-        except InputError as exc:
-            raise UpstreamError(f"the upstream sent an image that cannot be decoded: {exc}") from exc
-    stored = _save_bytes(rt, data, params, verify=preview is None)
-    created.append(stored.path)
-    return SavedImage(stored, preview=preview, inline_full=inline_full)
 
 
 def _cost(

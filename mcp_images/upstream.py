@@ -5,28 +5,21 @@ provider (`providers.Provider`: its auth, query-string parameters, Azure URLs, 3
 mode) and turns every failure into an `errors.UpstreamError` subclass whose message never
 holds the key. `upstream_requests` builds the requests; they go out through
 `retry.send_with_retries`; failures are classed by `upstream_errors`; `sse` sorts a streamed
-answer's events and this module acts on them. `upstream_download` fetches result URLs.
+answer's events and this module acts on them; `upstream_answers` says what a read answer means
+(images, a pending job, an error). `upstream_download` fetches result URLs.
 
 The HTTP client is shared and owned by the server; this module only borrows it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import anyio
 import httpx2
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    SecretStr,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    field_validator,
-)
+from pydantic import SecretStr
 
 from mcp_images.concurrency import BodySlot
 from mcp_images.errors import ConfigError, ConnectionError_, TimeoutError_, UpstreamError
@@ -34,14 +27,13 @@ from mcp_images.netguard import HostResolver, system_resolver
 from mcp_images.providers import AsyncSpec, Provider
 from mcp_images.retry import MAX_RETRIES, RequestFactory, Sleep, send_with_retries, should_retry
 from mcp_images.sse import OnPartial, PartialImage, is_event_stream, read_image_stream
+from mcp_images.upstream_answers import ImagesResponse, answer_error, images_from, poll_result, task_id_from
 from mcp_images.upstream_download import DEFAULT_DOWNLOAD_MAX_BYTES, download_result
 from mcp_images.upstream_errors import (
-    map_error,
     parse_body,
     request_id_from,
     scrub,
     shown_url,
-    snippet,
     stream_error,
     transport_error,
 )
@@ -54,9 +46,7 @@ from mcp_images.upstream_requests import (
 )
 
 __all__ = [
-    "ImageDatum",
     "ImagesAPI",
-    "ImagesResponse",
     "OnPartial",
     "OnUnavailable",
     "PartialImage",
@@ -68,49 +58,6 @@ logger = logging.getLogger(__name__)
 # base64 is ~35 MB, so this leaves room, while a hostile or broken answer cannot fill memory.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024
 MAX_IMAGES_PER_CALL = 10  # a polled job's answer: the size of the job is not known here
-
-
-class ImageDatum(BaseModel):
-    """One image of a response: base64 bytes or a URL to download at once."""
-
-    model_config = ConfigDict(extra="allow")
-
-    b64_json: str | None = None
-    url: str | None = None
-    revised_prompt: str | None = None
-
-
-class ImagesResponse(BaseModel):
-    """The images API's answer. Unknown fields (302.ai's chat-style usage) are kept.
-
-    Only ``data`` must be right: a paid image is never thrown away because a descriptive
-    field beside it (``created``, ``size``, ``usage``...) has an unexpected type; such a
-    field is read as absent.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    created: int | None = None
-    data: list[ImageDatum] = []
-    usage: dict[str, Any] | None = None
-    background: str | None = None
-    output_format: str | None = None
-    quality: str | None = None
-    size: str | None = None
-    request_id: str | None = None
-
-    @field_validator("data", mode="before")
-    @classmethod
-    def _null_data_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
-
-    @field_validator("created", "usage", "background", "output_format", "quality", "size", mode="wrap")
-    @classmethod
-    def _odd_is_absent(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        try:
-            return handler(value)
-        except ValidationError:
-            return None
 
 
 OnUnavailable = Callable[[UpstreamError], Awaitable[None]]
@@ -218,17 +165,7 @@ class ImagesAPI:
         else:
             make = build.post_json(url, body, params, stream=False)
 
-        answer = await self._json_call(make)
-        if isinstance(answer, dict):
-            for name in spec.id_fields:
-                value = answer.get(name)
-                if isinstance(value, str | int) and str(value):
-                    return str(value)
-        looked = ", ".join(spec.id_fields)
-        raise UpstreamError(
-            f"the upstream accepted the async request but sent no task id (looked for {looked}): "
-            f"{snippet(scrub(json.dumps(answer), self._key))}"
-        )
+        return task_id_from(spec, await self._json_call(make), secret=self._key)
 
     async def poll_async(
         self,
@@ -270,7 +207,7 @@ class ImagesAPI:
                 content = await self._read_or_raise(response, images=MAX_IMAGES_PER_CALL)
             except (ConnectionError_, TimeoutError_) as exc:
                 return await _unavailable(exc, on_unavailable)
-            return self._poll_result(spec, parse_body(content), response.headers)
+            return poll_result(spec, parse_body(content), response.headers, provider=self.provider, secret=self._key)
         finally:
             await response.aclose()
 
@@ -357,7 +294,7 @@ class ImagesAPI:
             if body_slot is not None:
                 await body_slot.acquire()
             content = await self._read_or_raise(response, images=expect)
-            return self._images(parse_body(content), response.headers)
+            return images_from(parse_body(content), response.headers, provider=self.provider, secret=self._key)
         finally:
             await response.aclose()
 
@@ -374,7 +311,7 @@ class ImagesAPI:
             )
         except httpx2.TimeoutException as exc:
             raise self._transport_error(exc) from exc
-        return self._images(body, response.headers)
+        return images_from(body, response.headers, provider=self.provider, secret=self._key)
 
     async def _json_call(self, make: RequestFactory) -> Any:
         response = await self._send(make, stream=False)
@@ -416,54 +353,11 @@ class ImagesAPI:
                 request_id=request_id_from(response.headers),
             ) from exc
 
-    # -- turning answers into results and errors ------------------------------------------
-
-    def _images(self, payload: Any, headers: Mapping[str, str]) -> ImagesResponse:
-        """An images response from a parsed body; an ``error`` body raises instead."""
-        if isinstance(payload, dict) and payload.get("error") and not payload.get("data"):
-            raise self.map_error(None, payload, headers)  # an "error": null (some gateways) is no error
-        try:
-            result = ImagesResponse.model_validate(payload)
-        except ValidationError as exc:
-            text = payload if isinstance(payload, str) else json.dumps(payload)
-            raise UpstreamError(
-                "the upstream's answer is not an images response: " + snippet(scrub(text, self._key)),
-                request_id=request_id_from(headers),
-            ) from exc
-        if result.request_id is None:
-            result.request_id = request_id_from(headers)
-        return result
-
-    def _poll_result(self, spec: AsyncSpec, body: Any, headers: Mapping[str, str]) -> ImagesResponse | None:
-        """Reads ``{"status_code", "data", "err"}``: None while pending, else result or error."""
-        if isinstance(body, dict) and isinstance(body.get("data"), list) and "err" not in body:
-            return self._images(body, headers)  # a plain images response
-        if not isinstance(body, dict):
-            return self._images(body, headers)  # raises with a snippet of what came
-        err = str(body.get("err") or "")
-        if any(marker.lower() in err.lower() for marker in spec.pending_errs):
-            return None
-        data = body.get("data")
-        if isinstance(data, str) and data.strip():
-            data = parse_body(data.encode())
-        status = body.get("status_code")
-        status = status if isinstance(status, int) else None
-        if err or (status is not None and status >= 400):
-            payload = data if isinstance(data, dict) and "error" in data else {"error": {"message": err}}
-            raise self.map_error(status if status and status >= 400 else None, payload, headers)
-        if not data:
-            return None
-        return self._images(data, headers)
+    # -- answers into results and errors (see `upstream_answers`) ---------------------------
 
     def map_error(self, status: int | None, payload: Any, headers: Mapping[str, str]) -> UpstreamError:
         """`upstream_errors.map_error` with this provider's hints and key."""
-        return map_error(
-            status,
-            payload,
-            request_id=request_id_from(headers),
-            provider=self.provider,
-            secret=self._key,
-        )
+        return answer_error(status, payload, headers, provider=self.provider, secret=self._key)
 
     def _error(self, response: httpx2.Response) -> UpstreamError:
         return self.map_error(response.status_code, parse_body(response.content), response.headers)

@@ -9,11 +9,10 @@ import pytest
 
 from mcp_images.catalog import (
     ImageParams,
-    InputFacts,
-    check_edit_inputs,
     check_params,
     load_catalog,
 )
+from mcp_images.edit_rules import InputFacts, check_edit_inputs
 from mcp_images.errors import ConfigError, ValidationProblem
 
 CATALOG = load_catalog()

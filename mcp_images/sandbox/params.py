@@ -13,13 +13,12 @@ from starlette.datastructures import UploadFile
 
 from mcp_images.catalog import (
     ImageParams,
-    InputFacts,
     ModelSpec,
-    check_edit_inputs,
     check_params,
     load_catalog,
     parse_size,
 )
+from mcp_images.edit_rules import InputFacts, check_edit_inputs
 from mcp_images.errors import ValidationProblem
 from mcp_images.sandbox.modes import bad_request
 from mcp_images.sandbox.render import describe_upload
