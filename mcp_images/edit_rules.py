@@ -24,6 +24,19 @@ class InputFacts:
     has_alpha: bool
 
 
+def image_count_problem(spec: ModelSpec, count: int) -> str | None:
+    """Why ``count`` input images are too few or too many for ``spec``, or None.
+
+    Checked on its own before any input is read, and again with the other rules.
+    """
+    limit = spec.edit_max_images or GENERIC_EDIT_MAX_IMAGES
+    if count == 0:
+        return "edit_image needs at least one input image"
+    if count > limit:
+        return f"{spec.name} takes at most {limit} input image{'s' if limit > 1 else ''}; you gave {count}"
+    return None
+
+
 def check_edit_inputs(spec: ModelSpec, images: list[InputFacts], mask: InputFacts | None) -> None:
     """The edit-input rules: count, type by content, size, squareness, mask shape.
 
@@ -32,13 +45,8 @@ def check_edit_inputs(spec: ModelSpec, images: list[InputFacts], mask: InputFact
     """
     problems: list[tuple[str, str]] = []
     name = spec.name
-    limit = spec.edit_max_images or GENERIC_EDIT_MAX_IMAGES
-    if not images:
-        problems.append(("image", "edit_image needs at least one input image"))
-    if len(images) > limit:
-        problems.append(
-            ("image", f"{name} takes at most {limit} input image{'s' if limit > 1 else ''}; you gave {len(images)}")
-        )
+    if (count := image_count_problem(spec, len(images))) is not None:
+        problems.append(("image", count))
     formats = spec.edit_formats or ["png", "jpeg", "webp"]
     for img in images:
         if img.format not in formats:

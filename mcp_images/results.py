@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
-from mcp_images.errors import McpImagesError, error_dict
 from mcp_images.tools import Outcome
 
 if TYPE_CHECKING:
@@ -131,12 +130,8 @@ def render(outcome: Outcome) -> CallToolResult:
 POLL_AFTER_SECONDS = 15.0  # what an agent is told to wait between check_task calls
 
 
-def error_result(exc: McpImagesError) -> CallToolResult:
-    """A tool error that keeps what the upstream said (message, code, request id), no secrets."""
-    return error_result_from_dict(error_dict(exc))
-
-
 def error_result_from_dict(detail: dict[str, Any], *, task_id: str | None = None) -> CallToolResult:
+    """A tool error from `errors.error_dict` (already scrubbed of the key): message, code, request id."""
     text = str(detail.get("message", "failed"))
     if task_id:
         detail = {**detail, "task_id": task_id}

@@ -9,6 +9,7 @@ this module costs nothing at start-up.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,16 +19,17 @@ import anyio
 from mcp_images.args import CommonArgs, EditArgs, ImageArgs
 from mcp_images.catalog import ImageParams, ModelSpec, check_params
 from mcp_images.concurrency import single_errors
-from mcp_images.edit_rules import check_edit_inputs
+from mcp_images.edit_rules import check_edit_inputs, image_count_problem
 from mcp_images.errors import UpstreamError, ValidationProblem
 from mcp_images.progress import Progress
 from mcp_images.runtime import Runtime
 from mcp_images.store import StoredImage
 
 if TYPE_CHECKING:
+    from mcp_images.concurrency import BodySlot
     from mcp_images.inputs import InputImage
     from mcp_images.pricing import CostBreakdown
-    from mcp_images.saving import SavedImage
+    from mcp_images.saving import PartialSaver, SavedImage
     from mcp_images.upstream_answers import ImagesResponse
 
 logger = logging.getLogger(__name__)
@@ -135,18 +137,41 @@ def validate(rt: Runtime, args: CommonArgs, *, edit: bool) -> tuple[ModelSpec, I
 
 
 async def generate_image(rt: Runtime, args: ImageArgs, progress: Progress) -> Outcome:
-    from mcp_images.saving import PartialSaver
-
     spec, params, warnings = validate(rt, args, edit=False)
     api = await rt.api()
     body = request_body(params, spec)
+
+    async def send(saver: PartialSaver, slot: BodySlot) -> ImagesResponse:
+        return await api.generate(body, on_partial=saver, body_slot=slot)
+
+    return await call_and_finish(rt, params, spec, progress, send, phase="generating", warnings=warnings, edit=False)
+
+
+async def call_and_finish(
+    rt: Runtime,
+    params: ImageParams,
+    spec: ModelSpec,
+    progress: Progress,
+    send: Callable[[PartialSaver, BodySlot], Awaitable[ImagesResponse]],
+    *,
+    phase: str,
+    warnings: list[str],
+    edit: bool,
+    input_sizes: list[tuple[int, int]] | None = None,
+) -> Outcome:
+    """Send one call (``send``) with partials saved as they stream and heartbeats while it
+    waits, then save its images; the answer slot is held from its body until the files exist."""
+    from mcp_images.saving import PartialSaver
+
     saver = PartialSaver(rt, params, progress)
     slot = rt.body_slot()
     try:
-        await progress.phase("generating")
+        await progress.phase(phase)
         async with progress.beating():
-            response = await api.generate(body, on_partial=saver, body_slot=slot)
-        outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=False)
+            response = await send(saver, slot)
+        outcome = await finish(
+            rt, params, spec, response, progress, warnings=warnings, edit=edit, input_sizes=input_sizes
+        )
     finally:
         slot.release()
     outcome.partials = saver.saved
@@ -165,8 +190,8 @@ async def load_edit_inputs(
     from mcp_images.inputs import load_image_ref, load_image_refs
 
     refs = args.image_list()
-    if len(refs) > (spec.edit_max_images or 16):
-        check_edit_inputs(spec, [_placeholder(i) for i in range(len(refs))], None)
+    if (count := image_count_problem(spec, len(refs))) is not None:
+        raise ValidationProblem(count, field="image")  # before reading any of them
     policy = rt.input_policy(client_roots)
     http = await rt.http()
     images = await load_image_refs(refs, policy=policy, resolve_id=rt.store.find, http=http)
@@ -179,15 +204,7 @@ async def load_edit_inputs(
     return images, mask
 
 
-def _placeholder(index: int) -> Any:
-    from mcp_images.edit_rules import InputFacts
-
-    return InputFacts(label=f"image {index + 1}", format="png", width=1, height=1, bytes=0, has_alpha=False)
-
-
 async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roots: list[Any] | None = None) -> Outcome:
-    from mcp_images.saving import PartialSaver
-
     spec, params, warnings = validate(rt, args, edit=True)
     images, mask = await load_edit_inputs(rt, args, spec, client_roots)
     warnings += [i.note for i in images if i.note] + ([mask.note] if mask and mask.note else [])
@@ -195,18 +212,14 @@ async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roo
     fields = request_body(params, spec)
     uploads = [upload_file(img) for img in images]
     mask_upload = upload_file(mask) if mask else None
-    saver = PartialSaver(rt, params, progress)
+
+    async def send(saver: PartialSaver, slot: BodySlot) -> ImagesResponse:
+        return await api.edit(fields, uploads, mask_upload, on_partial=saver, body_slot=slot)
+
     sizes = [(i.width, i.height) for i in images]
-    slot = rt.body_slot()
-    try:
-        await progress.phase("uploading")
-        async with progress.beating():
-            response = await api.edit(fields, uploads, mask_upload, on_partial=saver, body_slot=slot)
-        outcome = await finish(rt, params, spec, response, progress, warnings=warnings, edit=True, input_sizes=sizes)
-    finally:
-        slot.release()
-    outcome.partials = saver.saved
-    return outcome
+    return await call_and_finish(
+        rt, params, spec, progress, send, phase="uploading", warnings=warnings, edit=True, input_sizes=sizes
+    )
 
 
 def upload_file(img: InputImage) -> Any:
