@@ -32,7 +32,7 @@ import benchlib as bl
 
 PROMPT = "a red fox in fresh snow, morning light"
 # What `mcp-images serve` imports before it answers initialize, and what the floor imports.
-OURS_IMPORTS = "import mcp_images.cli, mcp_images.config, mcp_images.server"
+OURS_IMPORTS = "import mcp_images.cli, mcp_images.config, mcp_images.server.build"
 FLOOR_IMPORTS = "import mcp.server"
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
 
@@ -119,14 +119,14 @@ def _startup_steps() -> list[str]:
     code = (
         "import time, json\n"
         "t0 = time.perf_counter()\n"
-        "import mcp_images.cli, mcp_images.config, mcp_images.server\n"
+        "import mcp_images.cli, mcp_images.config, mcp_images.server.build\n"
         "t1 = time.perf_counter()\n"
         "from mcp_images.config import load_settings\n"
         "s = load_settings(api_key='x', output_dir='/tmp/mcp-images-bench-out', data_dir='/tmp/mcp-images-bench-data')\n"
         "t2 = time.perf_counter()\n"
-        "srv = mcp_images.server.create_server(s)\n"
+        "srv = mcp_images.server.build.create_server(s)\n"
         "t3 = time.perf_counter()\n"
-        "import sqlite3, mcp_images.tasks\n"
+        "import sqlite3, mcp_images.tasks.manager\n"
         "t4 = time.perf_counter()\n"
         "print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3]))\n"
     )
@@ -142,10 +142,10 @@ def _startup_steps() -> list[str]:
     ]
     rows = [[n, bl.ms(bl.median([s[i] for s in samples]))] for i, n in enumerate(names)]
     profile_code = (
-        "import cProfile, pstats, mcp_images.server\n"
+        "import cProfile, pstats, mcp_images.server.build\n"
         "from mcp_images.config import load_settings\n"
         "s = load_settings(api_key='x', output_dir='/tmp/mcp-images-bench-out', data_dir='/tmp/mcp-images-bench-data')\n"
-        "p = cProfile.Profile(); p.enable(); mcp_images.server.create_server(s); p.disable()\n"
+        "p = cProfile.Profile(); p.enable(); mcp_images.server.build.create_server(s); p.disable()\n"
         "pstats.Stats(p).sort_stats('cumulative').print_stats(16)\n"
     )
     out = subprocess.run([sys.executable, "-c", profile_code], capture_output=True, text=True, check=True).stdout
@@ -169,7 +169,7 @@ def _startup_steps() -> list[str]:
 GC_WRAPPER = """\
 import gc, sys
 gc.disable()
-import mcp_images.server as server
+import mcp_images.server.build as server
 build = server.create_server
 def create_server(*args, **kwargs):
     made = build(*args, **kwargs)
@@ -309,7 +309,7 @@ async def _profile_calls(base_url: str, args: dict[str, Any], calls: int, work: 
     """Profile ``calls`` calls after a warm-up; worker threads are born under the profiler."""
     from mcp import Client
 
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     settings = bl.direct_settings(base_url, work)
     with ThreadProfiles() as profiles:
@@ -377,7 +377,7 @@ def call(calls: int) -> str:
 async def _memory_case(base_url: str, args: dict[str, Any], work: Path) -> list[str]:
     from mcp import Client
 
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     settings = bl.direct_settings(base_url, work)
     async with Client(create_server(settings), cache=None) as client:

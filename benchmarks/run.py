@@ -268,7 +268,7 @@ async def per_call(plan: Plan, work: Path, report: Report) -> None:
     from mcp import Client
 
     from mcp_images.sandbox import serve_sandbox
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     bl.say("b. per-call overhead of generate_image over a direct POST (sandbox latency 0)")
     async with serve_sandbox(latency=0) as sandbox, httpx2.AsyncClient(timeout=60) as http:
@@ -305,7 +305,7 @@ async def photo_sizes(plan: Plan, work: Path, report: Report) -> None:
     import httpx2
     from mcp import Client
 
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     bl.say("c. result sizes (and b. overhead) with photo-like images from a fixed-answer upstream")
     images = {"1024x1024": bl.photo_like_png(1024, 1024, 1), "1536x1024": bl.photo_like_png(1536, 1024, 2)}
@@ -448,7 +448,7 @@ async def rss_after_generations(plan: Plan, work: Path, report: Report) -> None:
 async def tools_list_size(work: Path, report: Report) -> None:
     from mcp import Client
 
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     bl.say("e. tools/list size")
     settings = bl.direct_settings("http://127.0.0.1:9/v1", work / "list")

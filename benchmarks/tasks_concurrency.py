@@ -95,7 +95,7 @@ async def _sample_peak(pid: int, stop: anyio.Event, peak: list[int]) -> None:
 THREADS_WRAPPER = """\
 import sys
 import anyio.to_thread
-import mcp_images.server as server
+import mcp_images.server.build as server
 start_tasks = server.run_tasks
 async def run_tasks(*args, **kwargs):
     anyio.to_thread.current_default_thread_limiter().total_tokens = int(sys.argv[1])

@@ -114,7 +114,7 @@ def _serve(ns: argparse.Namespace) -> int:
         sys.stderr.write(f"mcp-images: bad setting: {exc}\n")
         return 2
     configure_logging(settings.log_level)
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     try:
         server = create_server(settings, transport=ns.transport)

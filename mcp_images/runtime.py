@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from mcp_images.catalog import Catalog, load_catalog
+from mcp_images.catalog.models import Catalog, load_catalog
 from mcp_images.concurrency import BodySlot
 from mcp_images.config import Settings
-from mcp_images.store import ImageStore
+from mcp_images.storage.store import ImageStore
 
 if TYPE_CHECKING:
     import httpx2
 
-    from mcp_images.inputs import InputPolicy
-    from mcp_images.price_table import PriceTable
-    from mcp_images.providers import Provider
-    from mcp_images.tasks import TaskManager
-    from mcp_images.upstream import ImagesAPI
+    from mcp_images.catalog.providers import Provider
+    from mcp_images.inputs.references import InputPolicy
+    from mcp_images.pricing.table import PriceTable
+    from mcp_images.tasks.manager import TaskManager
+    from mcp_images.upstream.client import ImagesAPI
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Runtime:
         """
         if self.settings.api_key is None:
             return value
-        from mcp_images.upstream_errors import scrub_json
+        from mcp_images.upstream.errors import scrub_json
 
         return scrub_json(value, self.settings.api_key.get_secret_value())
 
@@ -92,13 +92,13 @@ class Runtime:
 
     @cached_property
     def provider(self) -> Provider:
-        from mcp_images.providers import get_provider
+        from mcp_images.catalog.providers import get_provider
 
         return get_provider(self.settings.provider, self.settings.providers)
 
     @cached_property
     def prices(self) -> PriceTable:
-        from mcp_images.price_table import load_price_table
+        from mcp_images.pricing.table import load_price_table
 
         return load_price_table(self.settings.prices)
 
@@ -117,7 +117,7 @@ class Runtime:
             return self._http
 
     async def api(self) -> ImagesAPI:
-        from mcp_images.upstream import ImagesAPI
+        from mcp_images.upstream.client import ImagesAPI
 
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
         api = ImagesAPI(
@@ -134,7 +134,7 @@ class Runtime:
     def input_policy(self, client_roots: list[str] | None = None) -> InputPolicy:
         from pathlib import Path
 
-        from mcp_images.inputs import InputPolicy
+        from mcp_images.inputs.references import InputPolicy
 
         roots = [self.store.output_dir, *self.settings.input_dir_list]
         local = self.transport_kind == "stdio"

@@ -48,7 +48,7 @@ def settings(tmp_path: Path, sandbox: Any) -> Settings:
 async def client(settings: Settings) -> AsyncIterator[Any]:
     from mcp import Client
 
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     async with Client(create_server(settings)) as c:
         yield c

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mcp_images.catalog import (
+from mcp_images.catalog.edit_rules import InputFacts, check_edit_inputs
+from mcp_images.catalog.models import (
     ImageParams,
     check_params,
     load_catalog,
 )
-from mcp_images.edit_rules import InputFacts, check_edit_inputs
 from mcp_images.errors import ConfigError, ValidationProblem
 
 CATALOG = load_catalog()

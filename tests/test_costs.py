@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.types import TextContent
 
-from mcp_images.server import create_server
+from mcp_images.server.build import create_server
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio

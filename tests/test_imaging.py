@@ -13,14 +13,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mcp_images.errors import InputError
-from mcp_images.imaging import (
+from mcp_images.imaging.formats import (
     FORMAT_MIME,
     bw_mask_to_alpha,
     probe,
     sniff_format,
     to_png,
 )
-from mcp_images.previews import base64_len, make_preview
+from mcp_images.imaging.previews import base64_len, make_preview
 
 PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP"}
 PIL_NAMES |= {"tiff": "TIFF"}

@@ -17,13 +17,13 @@ import pytest
 from PIL import Image
 
 from mcp_images.errors import InputError
-from mcp_images.input_sources import ID_PATTERN
-from mcp_images.inputs import (
+from mcp_images.inputs.references import (
     InputImage,
     InputPolicy,
     load_image_ref,
     load_image_refs,
 )
+from mcp_images.inputs.sources import ID_PATTERN
 
 IMAGE_ID = "3f9a0c1b2d4e"
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n" * 4

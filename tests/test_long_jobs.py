@@ -11,8 +11,8 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import TextContent
 
-from mcp_images.progress import Progress
-from mcp_images.server import create_server
+from mcp_images.server.build import create_server
+from mcp_images.work.progress import Progress
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio

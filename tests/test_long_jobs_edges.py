@@ -25,9 +25,11 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 from PIL import Image
 
-from mcp_images import provider_jobs, task_store, tasks
-from mcp_images.server import create_server
-from mcp_images.task_store import TaskStore
+from mcp_images.server.build import create_server
+from mcp_images.tasks import manager as tasks
+from mcp_images.tasks import store as task_store
+from mcp_images.tasks.store import TaskStore
+from mcp_images.work import provider_jobs
 from tests.conftest import TEST_KEY, make_settings
 
 pytestmark = pytest.mark.anyio

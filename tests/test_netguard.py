@@ -8,7 +8,7 @@ import httpx2
 import pytest
 
 from mcp_images.errors import InputError
-from mcp_images.netguard import FetchRules, address_problem, check_url, download
+from mcp_images.inputs.netguard import FetchRules, address_problem, check_url, download
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 

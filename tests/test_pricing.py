@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mcp_images.errors import ConfigError
-from mcp_images.price_table import PriceTable, load_price_table
-from mcp_images.pricing import CostBreakdown, actual_cost, estimate_cost, format_usd
+from mcp_images.pricing.costs import CostBreakdown, actual_cost, estimate_cost, format_usd
+from mcp_images.pricing.table import PriceTable, load_price_table
 
 CONTRACT_USAGE = {
     "input_tokens": 10977,

@@ -21,7 +21,7 @@ from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 from PIL import Image
 
 from mcp_images.config import Settings
-from mcp_images.server import create_server
+from mcp_images.server.build import create_server
 from tests.conftest import TEST_KEY, make_settings
 
 pytestmark = pytest.mark.anyio

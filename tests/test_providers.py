@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mcp_images.catalog.providers import Provider, get_provider, load_providers
 from mcp_images.errors import ConfigError
-from mcp_images.providers import Provider, get_provider, load_providers
 
 
 @pytest.mark.parametrize(

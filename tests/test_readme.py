@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 import mcp_images
-from mcp_images.catalog import load_catalog
+from mcp_images.catalog.models import load_catalog
+from mcp_images.catalog.providers import builtin_providers, load_providers
 from mcp_images.cli import build_parser
 from mcp_images.config import Settings
-from mcp_images.price_table import load_price_table
-from mcp_images.providers import builtin_providers, load_providers
+from mcp_images.pricing.table import load_price_table
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ async def generated_tools_section(tmp_path: Path) -> str:
     """The tool reference as a server with the built-in catalog lists its tools."""
     from mcp import Client
 
-    from mcp_images.server import create_server
+    from mcp_images.server.build import create_server
 
     # catalog=None: a catalog file in the developer's environment must not change the README.
     settings = make_settings(tmp_path, None, catalog=None, providers=None, prices=None)

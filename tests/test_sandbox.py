@@ -15,8 +15,8 @@ import httpx2
 import pytest
 from PIL import Image
 
+from mcp_images.pricing.tokens import PARTIAL_IMAGE_TOKENS, usage_body
 from mcp_images.sandbox import SandboxServer, create_app, serve_sandbox
-from mcp_images.tokens import PARTIAL_IMAGE_TOKENS, usage_body
 
 KEY = "sk-sandbox-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -33,13 +33,13 @@ from pydantic import ValidationError
 from mcp_images import cli
 from mcp_images.config import Settings
 from mcp_images.errors import ConfigError, InputError
-from mcp_images.input_sources import locate
-from mcp_images.inputs import InputPolicy, load_image_ref
-from mcp_images.netguard import FetchRules, check_url, download
+from mcp_images.inputs.netguard import FetchRules, check_url, download
+from mcp_images.inputs.references import InputPolicy, load_image_ref
+from mcp_images.inputs.sources import locate
 from mcp_images.runtime import Runtime
-from mcp_images.server import create_server
-from mcp_images.store import ImageStore, id_from_ref, safe_stem, safe_subdir
-from mcp_images.upstream_errors import map_error, transport_error
+from mcp_images.server.build import create_server
+from mcp_images.storage.store import ImageStore, id_from_ref, safe_stem, safe_subdir
+from mcp_images.upstream.errors import map_error, transport_error
 from tests.conftest import TEST_KEY, make_settings
 from tests.test_e2e import child, free_port, server_env
 
@@ -385,7 +385,7 @@ def test_an_output_path_in_a_read_only_folder_is_refused_up_front(
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     # Root may write anywhere, so the permission check is answered as for an ordinary user.
-    monkeypatch.setattr("mcp_images.store.os.access", lambda path, mode: Path(path) != locked)
+    monkeypatch.setattr("mcp_images.storage.store.os.access", lambda path, mode: Path(path) != locked)
     with pytest.raises(InputError, match="is not writable"):
         safe_subdir(tmp_path, "locked/new")
     assert safe_subdir(tmp_path, "open/new") == Path("open/new")
@@ -399,7 +399,7 @@ def test_an_output_folder_images_cannot_be_saved_in_is_named_with_the_setting_to
     out = {"a file": blocker, "a file above it": blocker / "out", "read-only": tmp_path / "ro" / "out"}[make]
     if make == "read-only":
         (tmp_path / "ro").mkdir()
-        monkeypatch.setattr("mcp_images.store.os.access", lambda path, mode: Path(path) != tmp_path / "ro")
+        monkeypatch.setattr("mcp_images.storage.store.os.access", lambda path, mode: Path(path) != tmp_path / "ro")
     else:
         blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="MCP_IMAGES_OUTPUT_DIR"):
@@ -421,7 +421,7 @@ async def test_an_agent_chosen_filename_stays_in_the_output_folder_as_a_plain_vi
 
 
 def test_a_save_never_overwrites_an_existing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("mcp_images.store.new_id", lambda: "0123456789ab")
+    monkeypatch.setattr("mcp_images.storage.store.new_id", lambda: "0123456789ab")
     store = ImageStore(tmp_path)
     first = store.save(png(), fmt="png", prompt="x", width=16, height=16, stem="same")
     with pytest.raises(FileExistsError):
@@ -627,7 +627,7 @@ async def test_an_output_folder_that_cannot_be_written_is_refused_before_the_ups
 async def test_a_gzip_bomb_answer_is_refused_before_it_is_inflated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("mcp_images.upstream.MAX_ANSWER_BYTES", 1024 * 1024, raising=True)
+    monkeypatch.setattr("mcp_images.upstream.client.MAX_ANSWER_BYTES", 1024 * 1024, raising=True)
     body = gzip.compress(b'{"data": [{"b64_json": "' + b"A" * (8 * 1024 * 1024) + b'"}]}')
 
     def bomb(request: httpx2.Request) -> httpx2.Response:

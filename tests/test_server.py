@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.types import BlobResourceContents, ImageContent, ResourceLink, TextContent
 from PIL import Image
 
-from mcp_images.server import create_server
+from mcp_images.server.build import create_server
 from tests.conftest import TEST_KEY, make_settings
 
 pytestmark = pytest.mark.anyio

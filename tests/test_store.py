@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_images.store import ImageStore, id_from_ref, slugify
+from mcp_images.storage.store import ImageStore, id_from_ref, slugify
 
 
 def test_a_saved_image_has_a_readable_name_with_its_id_and_exact_bytes(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_images import task_store, tasks
 from mcp_images.errors import (
     ConfigError,
     McpImagesError,
@@ -20,9 +19,11 @@ from mcp_images.errors import (
     UpstreamError,
     ValidationProblem,
 )
-from mcp_images.progress import Progress
-from mcp_images.task_store import TaskRecord, TaskStore
-from mcp_images.tasks import Job, TaskHandle, TaskManager
+from mcp_images.tasks import manager as tasks
+from mcp_images.tasks import store as task_store
+from mcp_images.tasks.manager import Job, TaskHandle, TaskManager
+from mcp_images.tasks.store import TaskRecord, TaskStore
+from mcp_images.work.progress import Progress
 
 
 def error_to_dict(exc: BaseException) -> dict[str, Any]:
@@ -134,7 +135,7 @@ async def test_a_job_that_raises_a_clean_error_is_failed_with_its_error_dict(db:
 async def test_a_bug_in_a_job_is_failed_as_an_internal_error_and_logged(
     db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with anyio.fail_after(5), caplog.at_level(logging.ERROR, logger="mcp_images.tasks"):
+    with anyio.fail_after(5), caplog.at_level(logging.ERROR, logger="mcp_images.tasks.manager"):
         async with server(db) as manager:
             record = await manager.start("generate_image", {}, raising(KeyError("oops")))
             done = await manager.wait(record.id, 5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_images import tokens as tk
+from mcp_images.pricing import tokens as tk
 
 # The contract's recorded response: two inputs with high fidelity, a 240-character prompt.
 CONTRACT_USAGE = {

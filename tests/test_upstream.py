@@ -22,6 +22,7 @@ import anyio
 import httpx2
 import pytest
 
+from mcp_images.catalog.providers import get_provider
 from mcp_images.errors import (
     AuthenticationError,
     BadRequestError,
@@ -38,9 +39,8 @@ from mcp_images.errors import (
     TimeoutError_,
     UpstreamError,
 )
-from mcp_images.providers import get_provider
-from mcp_images.upstream import ImagesAPI, PartialImage
-from mcp_images.upstream_requests import UploadFile
+from mcp_images.upstream.client import ImagesAPI, PartialImage
+from mcp_images.upstream.requests import UploadFile
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 50
@@ -382,7 +382,7 @@ async def test_the_upstreams_retry_after_is_honoured(headers: dict[str, str], lo
 
 @pytest.mark.anyio
 async def test_a_retry_is_logged_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="mcp_images.upstream")
+    caplog.set_level(logging.WARNING, logger="mcp_images.upstream.client")
     async with upstream(error(503, message=f"echo {KEY}"), ok()) as c:
         await c.api.generate({"model": "gpt-image-2", "prompt": "x"})
     assert "HTTP 503" in caplog.text

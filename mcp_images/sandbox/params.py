@@ -11,14 +11,14 @@ from typing import Any, Literal
 
 from starlette.datastructures import UploadFile
 
-from mcp_images.catalog import (
+from mcp_images.catalog.edit_rules import InputFacts, check_edit_inputs
+from mcp_images.catalog.models import (
     ImageParams,
     ModelSpec,
     check_params,
     load_catalog,
     parse_size,
 )
-from mcp_images.edit_rules import InputFacts, check_edit_inputs
 from mcp_images.errors import ValidationProblem
 from mcp_images.sandbox.modes import bad_request
 from mcp_images.sandbox.render import describe_upload

@@ -19,7 +19,7 @@ from functools import cache
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from mcp_images.edit_rules import InputFacts
+from mcp_images.catalog.edit_rules import InputFacts
 
 LABEL = "SANDBOX \u2014 not a real model"
 # The built-in font has no em dash: the picture spells the label with a plain hyphen.

@@ -18,11 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from mcp_images.pricing.tokens import usage_body
 from mcp_images.sandbox.modes import Modes
 from mcp_images.sandbox.params import Call
 from mcp_images.sandbox.render import MIME_TYPES, Picture, render, render_partial
 from mcp_images.sandbox.state import RequestRecord, SandboxState
-from mcp_images.tokens import usage_body
 
 
 def picture(call: Call, index: int) -> Picture:

@@ -1,0 +1,1 @@
+"""What the upstream accepts, as data: models, the parameter declaration, providers."""

@@ -1,0 +1,1 @@
+"""Pillow work: sniff, verify, measure, preview."""

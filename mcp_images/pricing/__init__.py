@@ -1,0 +1,1 @@
+"""Token and price tables -> estimates and actual cost."""

@@ -1,0 +1,217 @@
+"""Render an `Outcome` as an MCP tool result every client can show.
+
+Content, in order: one text summary; per image a preview (``ImageContent``, downscaled so
+the whole result stays far below the 1 MiB Claude Desktop accepts) and a ``ResourceLink``
+to ``images://<id>``. ``structuredContent`` carries the same facts for programs.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
+
+from mcp_images.work.tools import Outcome
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from mcp_images.tasks.store import TaskRecord
+    from mcp_images.work.estimates import Estimate
+
+
+def _human_bytes(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f} MB"
+    return f"{n / 1000:.0f} KB"
+
+
+def usage_line(usage: dict[str, Any] | None) -> str | None:
+    if not usage:
+        return None
+    details = usage.get("input_tokens_details") or {}
+    # 302.ai reports chat-style names (prompt_tokens, completion_tokens) instead.
+    parts = [f"input {usage.get('input_tokens', usage.get('prompt_tokens', 0))} tokens"]
+    if details:
+        parts[0] += f" (text {details.get('text_tokens', 0)}, image {details.get('image_tokens', 0)})"
+    parts.append(f"output {usage.get('output_tokens', usage.get('completion_tokens', 0))}")
+    parts.append(f"total {usage.get('total_tokens', 0)}")
+    return "usage: " + ", ".join(parts)
+
+
+def structured(outcome: Outcome) -> dict[str, Any]:
+    """The machine-readable result (also what check_task returns for a finished task)."""
+    p = outcome.params
+    resp = outcome.response
+    first = outcome.images[0].stored if outcome.images else None
+    actual_size = f"{first.width}x{first.height}" if first else None
+    return {
+        "images": [s.stored.as_dict() for s in outcome.images],
+        "model": outcome.model,
+        "size": resp.get("size") or (p.size if p.size != "auto" else None) or actual_size,
+        "quality": resp.get("quality") or p.quality,
+        "background": resp.get("background") or p.background,
+        "output_format": resp.get("output_format") or (outcome.images[0].stored.format if outcome.images else None),
+        "usage": _usage_fields(outcome.usage),
+        "cost": outcome.cost.model_dump(mode="json") if outcome.cost else None,
+        "revised_prompt": outcome.revised_prompts[0] if outcome.revised_prompts else None,
+        "request_id": outcome.request_id,
+        "partial_images": [s.as_dict() for s in outcome.partials],
+        "warnings": outcome.warnings,
+        "elapsed_seconds": round(outcome.elapsed, 2),
+    }
+
+
+def _usage_fields(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not usage:
+        return None
+    in_details = usage.get("input_tokens_details") or {}
+    return {
+        "input_tokens": usage.get("input_tokens", usage.get("prompt_tokens")),
+        "input_text_tokens": in_details.get("text_tokens"),
+        "input_image_tokens": in_details.get("image_tokens"),
+        "output_tokens": usage.get("output_tokens", usage.get("completion_tokens")),
+        "total_tokens": usage.get("total_tokens"),
+    }
+
+
+def summary(outcome: Outcome) -> str:
+    verb = "Edited" if outcome.edit else "Generated"
+    count = len(outcome.images)
+    p = outcome.params
+    head = f"{verb} {count} image{'s' if count != 1 else ''} with {outcome.model}"
+    facts = [x for x in (outcome.response.get("size") or p.size, outcome.response.get("quality") or p.quality) if x]
+    if facts:
+        head += f" ({', '.join(facts)})"
+    lines = [head + f" in {outcome.elapsed:.1f} s:"]
+    for i, s in enumerate(outcome.images, 1):
+        st = s.stored
+        lines.append(f"{i}. {st.path} — {st.width}x{st.height} {st.format}, {_human_bytes(st.bytes)} — {st.uri}")
+    if outcome.partials:
+        lines.append("partial images: " + ", ".join(s.uri for s in outcome.partials))
+    if (u := usage_line(outcome.usage)) is not None:
+        lines.append(u)
+    if outcome.cost is not None:
+        lines.append("cost: " + outcome.cost.summary())
+    for prompt in outcome.revised_prompts[:1]:
+        lines.append(f"revised prompt: {prompt}")
+    lines.extend(f"note: {w}" for w in outcome.warnings)
+    if any(s.preview for s in outcome.images):
+        lines.append("The images below are previews; the files above are full size.")
+    return "\n".join(lines)
+
+
+def render(outcome: Outcome) -> CallToolResult:
+    content: list[ContentBlock] = [TextContent(type="text", text=summary(outcome))]
+    for saved in outcome.images:
+        st = saved.stored
+        if saved.inline_full:
+            data = base64.b64encode(st.path.read_bytes()).decode()
+            content.append(ImageContent(type="image", data=data, mime_type=st.mime_type))
+        elif saved.preview is not None:
+            pv = saved.preview
+            content.append(ImageContent(type="image", data=base64.b64encode(pv.data).decode(), mime_type=pv.mime_type))
+        content.append(
+            ResourceLink(
+                type="resource_link",
+                name=st.path.name,
+                uri=st.uri,
+                mime_type=st.mime_type,
+                size=st.bytes,
+                description=f"{st.width}x{st.height} {st.format}, full size",
+            )
+        )
+    return CallToolResult(content=content, structured_content=structured(outcome))
+
+
+# --- errors, tasks and estimates ----------------------------------------------------------
+
+POLL_AFTER_SECONDS = 15.0  # what an agent is told to wait between check_task calls
+
+
+def error_result_from_dict(detail: dict[str, Any], *, task_id: str | None = None) -> CallToolResult:
+    """A tool error from `errors.error_dict` (already scrubbed of the key): message, code, request id."""
+    text = str(detail.get("message", "failed"))
+    if task_id:
+        detail = {**detail, "task_id": task_id}
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content={"error": detail}, is_error=True
+    )
+
+
+def argument_error(exc: ValidationError) -> CallToolResult:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        problems.append(f"{where}: {err['msg']}")
+    text = "Invalid arguments: " + "; ".join(problems)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={"error": {"type": "InvalidArguments", "message": text}},
+        is_error=True,
+    )
+
+
+def outcome_json(outcome: Any) -> dict[str, Any]:
+    return render(outcome).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def task_started(record: TaskRecord, *, poll_after: float, handed_off: bool = False) -> CallToolResult:
+    why = (
+        f"It took longer than {record.elapsed_seconds:.0f} s, so it goes on in the background"
+        if handed_off
+        else "It runs in the background"
+    )
+    text = (
+        f"Task {record.id} is {record.status}. {why}: call check_task with task_id={record.id!r} "
+        f"and wait_seconds=30 to collect the images (nothing is lost if you come back later)."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={"task_id": record.id, "status": record.status, "poll_after_seconds": poll_after},
+    )
+
+
+def task_result(record: TaskRecord) -> CallToolResult:
+    """A task's state as a tool result: the stored result once it has succeeded."""
+    if record.status == "succeeded" and record.result is not None:
+        return CallToolResult.model_validate(record.result)
+    if record.status in ("failed", "cancelled"):
+        detail = dict(record.error or {"type": "TaskError", "message": f"task {record.id} {record.status}"})
+        if record.status == "cancelled":
+            detail["message"] = f"task {record.id} was cancelled: {detail.get('message', '')}".rstrip(": ")
+        return error_result_from_dict({**detail, "status": record.status}, task_id=record.id)
+    partials = [p for p in record.progress if "images://" in p]
+    text = (
+        f"Task {record.id} is {record.status} ({record.phase or 'queued'}, {record.elapsed_seconds:.0f} s so far"
+        f"{f'; {len(partials)} partial image(s): ' + ', '.join(p.split(': ')[-1] for p in partials) if partials else ''}). "
+        "Call check_task again with wait_seconds=30."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={
+            "task_id": record.id,
+            "status": record.status,
+            "phase": record.phase,
+            "elapsed_seconds": round(record.elapsed_seconds, 1),
+            "progress": record.progress,
+            "poll_after_seconds": POLL_AFTER_SECONDS,
+        },
+    )
+
+
+def render_estimate(est: Estimate, *, n: int) -> CallToolResult:
+    """estimate_cost's answer: one summary line, one line per token kind, notes."""
+    b = est.breakdown
+    lines = [f"{est.model}, n={n}: {b.summary()}"]
+    for line in b.lines:
+        tokens = f"{line.tokens:,}" if line.tokens is not None else "-"
+        if line.tokens_max is not None and line.tokens_max != line.tokens:
+            tokens += f"-{line.tokens_max:,}"
+        price = f" @ ${line.price_per_1m:g}/1M" if line.price_per_1m is not None else ""
+        label = "exact" if line.exact else "estimate"
+        lines.append(f"- {line.kind}: {tokens} tokens{price} ({label}: {line.basis})")
+    lines.extend(f"note: {n}" for n in [*b.notes, *est.warnings])
+    structured = {"model": est.model, "n": n, "input_sizes": est.input_sizes, **b.model_dump(mode="json")}
+    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured)

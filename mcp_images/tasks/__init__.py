@@ -1,0 +1,1 @@
+"""Background jobs: the task manager over its task store."""

@@ -1,0 +1,114 @@
+"""The upstream's image bytes -> saved files (images:// resources) and previews.
+
+Every check here is on what the upstream sent, so a failure is an `UpstreamError` (or a
+`ConfigError` when the output folder cannot take the file). Runs in worker threads, except
+`PartialSaver`, which hands its work to one. Pillow is imported inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from mcp_images.catalog.models import ImageParams
+from mcp_images.config import DEFAULT_PREVIEW_MAX
+from mcp_images.errors import ConfigError, InputError, UpstreamError
+from mcp_images.runtime import Runtime
+from mcp_images.storage.store import StoredImage
+from mcp_images.work.progress import Progress
+
+if TYPE_CHECKING:
+    from mcp_images.imaging.previews import Preview
+    from mcp_images.upstream.sse import PartialImage
+
+
+@dataclass
+class SavedImage:
+    stored: StoredImage
+    preview: Preview | None = None
+    inline_full: bool = False
+
+
+class PartialSaver:
+    """Saves each streamed partial image as an images:// resource and reports it."""
+
+    def __init__(self, rt: Runtime, params: ImageParams, progress: Progress) -> None:
+        self.rt, self.params, self.progress = rt, params, progress
+        self.saved: list[StoredImage] = []
+
+    async def __call__(self, partial: PartialImage) -> None:
+        data = decode_b64(partial.b64_json, "a partial image")
+        tag = f"partial{partial.index}"
+        stored = await anyio.to_thread.run_sync(
+            lambda: save_bytes(self.rt, data, self.params, tag=tag), limiter=self.rt.image_threads
+        )
+        self.saved.append(stored)
+        await self.progress.note(f"partial image {partial.index + 1} saved: {stored.uri}")
+
+
+def decode_b64(text: str, what: str) -> bytes:
+    """Raises: UpstreamError: ``text`` is not base64."""
+    try:
+        # a2b_base64 takes the str as it is: b64decode would first copy it to bytes.
+        return binascii.a2b_base64(text)
+    except (binascii.Error, ValueError) as exc:
+        raise UpstreamError(f"the upstream sent {what} that is not valid base64") from exc
+
+
+def save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", verify: bool = True) -> StoredImage:
+    """Raises: UpstreamError (not a usable image), ConfigError (the output folder refused it)."""
+    from mcp_images.imaging.formats import probe
+
+    try:
+        info = probe(data, verify=verify)
+    except InputError as exc:  # the upstream's bytes, not the caller's input
+        raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
+    if info.format not in ("png", "jpeg", "webp", "gif"):
+        raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
+    stem = f"{params.filename}-{tag}" if params.filename and tag else params.filename
+    try:
+        return rt.store.save(
+            data,
+            fmt=info.format,
+            prompt=params.prompt,
+            width=info.width,
+            height=info.height,
+            tag=tag,
+            subdir=params.subdir,
+            stem=stem,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"the image was made but could not be saved in {rt.store.output_dir}: {exc.strerror or exc}; "
+            "free some space or set MCP_IMAGES_OUTPUT_DIR to a writable folder"
+        ) from exc
+
+
+def preview_budget(rt: Runtime, count: int) -> int:
+    return max(10_000, min(DEFAULT_PREVIEW_MAX, rt.settings.result_budget // max(count, 1)))
+
+
+def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int, created: list[Path]) -> SavedImage:
+    """Preview first (its decode also proves the bytes are a whole image), then save.
+
+    Raises:
+        UpstreamError: the bytes are not a usable image.
+        ConfigError: the output folder refused the file.
+    """
+    from mcp_images.imaging.previews import base64_len, make_preview
+
+    mode = rt.settings.inline
+    preview = None
+    inline_full = mode == "full" and base64_len(len(data)) <= budget
+    if mode != "none" and not inline_full:
+        try:
+            preview = make_preview(data, max_b64_chars=budget)
+        except InputError as exc:
+            raise UpstreamError(f"the upstream sent an image that cannot be decoded: {exc}") from exc
+    stored = save_bytes(rt, data, params, verify=preview is None)
+    created.append(stored.path)
+    return SavedImage(stored, preview=preview, inline_full=inline_full)
