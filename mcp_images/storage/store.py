@@ -3,10 +3,23 @@
 A file's name carries its id (``20261122-153012-a-red-fox-3f9a0c1b2d4e.png``), so the id
 finds the file after a restart with no index to keep in step. Bytes are written exactly as
 the upstream sent them (OpenAI embeds C2PA provenance that a re-encode would strip).
+
+Threat: an agent's ``output_path`` is checked when the call is validated, but the image is
+saved a minute later; anything that can write in the output folder meanwhile (the agent's own
+shell, another program) could swap a subfolder for a symlink and send the write elsewhere.
+So a save never follows a path: it opens the output folder, then each subfolder below it
+relative to the folder above (``dir_fd``, ``O_NOFOLLOW``), and writes relative to the last one.
+A link found on the way is not followed; the image (already paid for) goes to the output
+folder itself and its record says so (`StoredImage.note`). The output folder's own path is the
+user's configuration and is trusted. Where the platform has no ``dir_fd`` (Windows), the
+folder is resolved and checked just before the write instead, which narrows the race only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
 import re
 import secrets
@@ -22,6 +35,15 @@ MIME_BY_FORMAT = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"
 EXT_BY_FORMAT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
 SLUG_MAX_CHARS = 40
 
+logger = logging.getLogger(__name__)
+
+# Opening folders and files without following a link needs dir_fd and O_NOFOLLOW (POSIX).
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_HAS_DIR_FD = (
+    hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and {os.open, os.mkdir, os.unlink} <= os.supports_dir_fd
+)
+
 
 @dataclass(frozen=True)
 class StoredImage:
@@ -33,6 +55,7 @@ class StoredImage:
     width: int
     height: int
     bytes: int
+    note: str | None = None  # set when the image could not go where it was asked to (see module doc)
 
     @property
     def uri(self) -> str:
@@ -43,7 +66,7 @@ class StoredImage:
         return MIME_BY_FORMAT.get(self.format, "application/octet-stream")
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        fields: dict[str, object] = {
             "id": self.id,
             "uri": self.uri,
             "path": str(self.path),
@@ -52,6 +75,9 @@ class StoredImage:
             "height": self.height,
             "bytes": self.bytes,
         }
+        if self.note:
+            fields["note"] = self.note
+        return fields
 
 
 def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
@@ -170,21 +196,47 @@ class ImageStore:
         """Write ``data`` under a fresh recognisable name and return its record.
 
         ``subdir`` (relative, already checked by the caller) and ``stem`` (already
-        sanitised) let a caller choose where in the output folder and what name.
+        sanitised) let a caller choose where in the output folder and what name. If a
+        folder of ``subdir`` has become a symlink (or a file) since it was checked, the image
+        is saved in the output folder itself and the record's ``note`` says so.
 
         Raises:
-            OSError: the folder cannot be created or written (disk full, permissions).
+            OSError: the folder cannot be created or written (disk full, permissions), or
+                the output folder itself is a symlink or a file now.
         """
-        folder = self.output_dir / subdir if subdir else self.output_dir
-        folder.mkdir(parents=True, exist_ok=True)
         image_id = new_id()
         ext = EXT_BY_FORMAT.get(fmt, fmt)
         if stem is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             stem = f"{stamp}-{slugify(prompt)}{'-' + tag if tag else ''}"
-        final = folder / f"{stem}-{image_id}.{ext}"
-        _write_new_file(final, data)
-        return StoredImage(id=image_id, path=final, format=fmt, width=width, height=height, bytes=len(data))
+        name = f"{stem}-{image_id}.{ext}"
+        folder, note = self._write(subdir, name, data)
+        return StoredImage(
+            id=image_id, path=folder / name, format=fmt, width=width, height=height, bytes=len(data), note=note
+        )
+
+    def _write(self, subdir: Path | None, name: str, data: bytes) -> tuple[Path, str | None]:
+        """Write the file in ``subdir`` (or in the output folder, see `save`); return where, and why there."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if not _HAS_DIR_FD:
+            return _write_by_path(self.output_dir, subdir, name, data)
+        root_fd = os.open(self.output_dir, _DIR_FLAGS)
+        try:
+            folder_fd, folder, note = root_fd, self.output_dir, None
+            if subdir is not None and subdir.parts:
+                try:
+                    folder_fd, folder = _open_subdir(root_fd, subdir), self.output_dir / subdir
+                except _NotAFolder as exc:
+                    note = _fallback_note(subdir, exc.part, self.output_dir)
+                    logger.warning("%s", note)
+            try:
+                _write_new_file(folder_fd, name, data)
+            finally:
+                if folder_fd != root_fd:
+                    os.close(folder_fd)
+        finally:
+            os.close(root_fd)
+        return folder, note
 
     def check_writable(self) -> None:
         """Check, before anything is spent, that images can be saved in the output folder.
@@ -227,12 +279,96 @@ def _is_saved_file(path: Path, image_id: str, root: Path) -> bool:
     return stat.S_ISREG(mode) and path.resolve().is_relative_to(root)
 
 
-def _write_new_file(final: Path, data: bytes) -> None:
-    """Write to a hidden temp file, then hard-link it into place.
+class _NotAFolder(Exception):
+    """A component of the output subfolder is a symlink or a file, not a folder."""
+
+    def __init__(self, part: Path) -> None:
+        super().__init__(str(part))
+        self.part = part
+
+
+def _open_subdir(root_fd: int, subdir: Path) -> int:
+    """A descriptor of ``subdir`` below ``root_fd``, made as needed, never through a link.
+
+    Raises:
+        _NotAFolder: a component is a symlink or a file (planted since the check).
+        OSError: a folder cannot be made or opened (permissions, disk full).
+    """
+    fd = root_fd
+    walked = Path()
+    try:
+        for part in subdir.parts:
+            walked /= part
+            if part in ("", ".", "..") or "/" in part or os.sep in part:
+                raise _NotAFolder(walked)  # safe_subdir never gives these: refuse rather than walk up
+            # A folder made before, or a link planted there: the open below refuses a link.
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                # ELOOP: a symlink (O_NOFOLLOW); ENOTDIR: a file; FreeBSD says EMLINK for a link.
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise _NotAFolder(walked) from exc
+                raise
+            if fd != root_fd:
+                os.close(fd)
+            fd = child
+    except BaseException:
+        if fd != root_fd:
+            os.close(fd)
+        raise
+    return fd
+
+
+def _fallback_note(subdir: Path, part: Path, root: Path) -> str:
+    return (
+        f"output_path {str(subdir)!r} was not used: {part} became a symbolic link or a file after the call "
+        f"was checked, and a save never follows a link; the image was saved in the output folder {root} instead"
+    )
+
+
+def _write_by_path(root: Path, subdir: Path | None, name: str, data: bytes) -> tuple[Path, str | None]:
+    """Where there is no ``dir_fd`` (Windows): check the resolved folder just before the write."""
+    folder = root / subdir if subdir else root
+    folder.mkdir(parents=True, exist_ok=True)
+    resolved_root = root.resolve()
+    if subdir and not folder.resolve().is_relative_to(resolved_root):
+        note = _fallback_note(subdir, subdir, root)
+        logger.warning("%s", note)
+        _write_new_file_at(root / name, data)
+        return root, note
+    _write_new_file_at(folder / name, data)
+    return folder, None
+
+
+def _write_new_file(dir_fd: int, name: str, data: bytes) -> None:
+    """Write to a hidden temp file in the folder ``dir_fd``, then hard-link it into place.
 
     The link is atomic and fails if the name exists, so a reader never sees half a file
-    and nothing is overwritten; on any failure the temp file is removed.
+    and nothing is overwritten; on any failure the temp file is removed. Every name is
+    opened relative to ``dir_fd`` and with O_NOFOLLOW, so no link can redirect the write.
     """
+    tmp = f".{name}.{secrets.token_hex(4)}.part"
+    fd = os.open(tmp, _NEW_FILE_FLAGS, 0o666, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError:
+            # Filesystems without hard links: exclusive create keeps "never overwrite".
+            with os.fdopen(os.open(name, _NEW_FILE_FLAGS, 0o666, dir_fd=dir_fd), "wb") as out:
+                out.write(data)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+
+
+def _write_new_file_at(final: Path, data: bytes) -> None:
+    """`_write_new_file` by path, for platforms without ``dir_fd``."""
     tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.part")
     try:
         with open(tmp, "xb") as fh:
@@ -242,8 +378,7 @@ def _write_new_file(final: Path, data: bytes) -> None:
         try:
             os.link(tmp, final)
         except OSError:
-            # Filesystems without hard links: exclusive create keeps "never overwrite".
-            with open(final, "xb") as out, open(tmp, "rb") as src:
-                out.write(src.read())
+            with open(final, "xb") as out:
+                out.write(data)
     finally:
         tmp.unlink(missing_ok=True)
