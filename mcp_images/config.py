@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
     provider: ProviderName = Field(default="openai", description="openai, 302ai, yescale, agcloud, compatible, azure")
     default_model: str = Field(default="gpt-image-2", description="Model used when a call names none.")
+    allowed_models: str = Field(
+        default="", description="Models an agent may use (comma-separated); empty = any. Refused before any call."
+    )
     output_dir: Path = Field(default_factory=default_output_dir, description="Where images are saved.")
     data_dir: Path | None = Field(default=None, description="Tasks database; default beside the output folder.")
     timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, description="Upstream read timeout, seconds.")
@@ -84,6 +87,24 @@ class Settings(BaseSettings):
             except RuntimeError as exc:  # "~someone" with no such user
                 raise ValueError(f"{value!r} names an unknown home folder") from exc
         return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _clean_key(cls, value: Any) -> Any:
+        # A key pasted with its line end (MCP_IMAGES_API_KEY=$'sk-...\n') made every call fail
+        # with the key quoted, escaped, in the error; a non-ASCII one failed as "internal error".
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return value
+        key = raw.strip()
+        if not key:
+            return None
+        if any(not " " <= c <= "~" for c in key):  # only printable ASCII can go in an HTTP header
+            raise ValueError(
+                "the API key (MCP_IMAGES_API_KEY or OPENAI_API_KEY) holds a control character or a "
+                "non-ASCII character (a stray quote, line break or typographic dash from copying?): copy it again"
+            )
+        return key
 
     @field_validator("base_url", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import anyio
 from mcp_images.catalog.models import Catalog, load_catalog
 from mcp_images.concurrency import BodySlot
 from mcp_images.config import Settings
+from mcp_images.secrets import Scrubber, make_scrubber
 from mcp_images.storage.store import ImageStore
 
 if TYPE_CHECKING:
@@ -65,13 +66,16 @@ class Runtime:
         """``value`` (a result or error as JSON) with the API key cut out of every string.
 
         A careless or hostile upstream can echo the key anywhere (a revised prompt, a request
-        id header, an error field); this is the one place every result and error passes.
+        id header, an error field); this is the one place every result and error passes. Every
+        form the key takes in a message is cut (repr-escaped, URL-encoded, base64), see `secrets`.
         """
-        if self.settings.api_key is None:
-            return value
-        from mcp_images.upstream.errors import scrub_json
+        return self.scrubber(value)
 
-        return scrub_json(value, self.settings.api_key.get_secret_value())
+    @cached_property
+    def scrubber(self) -> Scrubber:
+        """The scrubber for this server's secrets (today the API key; more go in this list)."""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+        return make_scrubber([key])
 
     def body_slot(self) -> BodySlot:
         """A claim on reading one upstream answer into files; release it when they are saved."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mcp_images import cli
 from mcp_images.config import load_settings
 
 
@@ -61,3 +62,24 @@ def test_the_default_output_folder_is_absolute_and_per_user(clean_env: pytest.Mo
     assert settings.resolved_output_dir.is_absolute()
     assert str(Path.home()) in str(settings.resolved_output_dir)
     assert settings.resolved_data_dir.parent == settings.resolved_output_dir.parent
+
+
+@pytest.mark.parametrize("pasted", ["{key}\n", "{key}\r\n", "  {key}\t", "\n{key}"])
+def test_a_key_pasted_with_its_line_end_or_spaces_is_used_without_them(
+    clean_env: pytest.MonkeyPatch, pasted: str
+) -> None:
+    clean_env.setenv("MCP_IMAGES_API_KEY", pasted.format(key="sk-very-secret"))
+    settings = load_settings()
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-very-secret"
+
+
+@pytest.mark.parametrize("bad", ["sk-very\x7fsecret", "sk-very\x1bsecret", "sk-very\u2013secret", "sk-véry-secret"])
+def test_a_key_with_a_control_or_non_ascii_character_stops_the_start_naming_the_variable_not_the_key(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    clean_env.setenv("MCP_IMAGES_API_KEY", bad)
+    assert cli.main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "MCP_IMAGES_API_KEY" in err
+    assert "sk-very" not in err and "secret" not in err
+    assert "Traceback" not in err
