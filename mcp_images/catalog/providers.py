@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mcp_images.config_files import read_config_text
 from mcp_images.errors import ConfigError
 
 __all__ = ["AsyncSpec", "Provider", "get_provider", "load_providers"]
@@ -129,14 +130,12 @@ def load_providers(user_file: Path | None = None) -> dict[str, Provider]:
     """The built-in providers with a user's file laid over them.
 
     Raises:
-        ConfigError: the user's file cannot be read or breaks the format (line and reason).
+        ConfigError: the user's file cannot be read, is not a regular file under
+            `config_files.MAX_CONFIG_FILE_BYTES`, or breaks the format (line and reason).
     """
     providers = dict(builtin_providers())
     if user_file is not None:
-        try:
-            text = user_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read providers file {user_file}: {exc.strerror}") from exc
+        text = read_config_text(user_file, setting="MCP_IMAGES_PROVIDERS", what="providers file")
         providers.update(_parse(text, str(user_file), providers))
     return providers
 

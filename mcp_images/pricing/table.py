@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
 
+from mcp_images.config_files import read_config_text
 from mcp_images.errors import ConfigError
 from mcp_images.pricing import tokens as tk
 
@@ -127,15 +128,13 @@ def load_price_table(user_file: Path | None = None) -> PriceTable:
     source replace the built-in's when given.
 
     Raises:
-        ConfigError: the file cannot be read or breaks the format; names file, line, reason.
+        ConfigError: the file cannot be read, is not a regular file under
+            `config_files.MAX_CONFIG_FILE_BYTES`, or breaks the format; names file, line, reason.
     """
     base = _builtin_raw()
     if user_file is None:
         return PriceTable.model_validate(base)
-    try:
-        text = user_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read price table {user_file}: {exc.strerror}") from exc
+    text = read_config_text(user_file, setting="MCP_IMAGES_PRICES", what="price table")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
