@@ -59,10 +59,21 @@ def http_security(host: str) -> Any:
     )
 
 
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port, 0-65535 (0 lets the system pick)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; for example --port 8000") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port from 0 to 65535; for example --port 8000")
+    return port
+
+
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP only; loopback only until auth exists")
-    p.add_argument("--port", type=int, default=8000, help="HTTP only (default 8000)")
+    p.add_argument("--port", type=tcp_port, default=8000, help="HTTP only (default 8000)")
     p.add_argument("--provider", help="openai, 302ai, yescale, agcloud, compatible, azure")
     p.add_argument("--base-url", help="upstream base URL including /v1")
     p.add_argument("--model", dest="default_model", help="default model (gpt-image-2)")
@@ -88,9 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(ns: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each setting a flag sets -> the flag's long form (``{"default_model": "--model"}``)."""
+    names: dict[str, str] = {}
+    for action in parser._actions:  # argparse has no public way to list them
+        if action.option_strings:
+            names.setdefault(action.dest, action.option_strings[-1])
+    return names
 
+
+def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
     from mcp_images.config import load_settings
     from mcp_images.errors import ConfigError
 
@@ -102,6 +120,7 @@ def _serve(ns: argparse.Namespace) -> int:
         return 2
     try:
         settings = load_settings(
+            flags=flags,
             provider=ns.provider,
             base_url=ns.base_url,
             default_model=ns.default_model,
@@ -110,8 +129,9 @@ def _serve(ns: argparse.Namespace) -> int:
             timeout=ns.timeout,
             inline=ns.inline,
         )
-    except ValidationError as exc:
-        sys.stderr.write(f"mcp-images: bad setting: {exc}\n")
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+        sys.stderr.write("".join(f"mcp-images: {line}\n" for line in lines))
         return 2
     configure_logging(settings.log_level)
     from mcp_images.server.build import create_server
@@ -172,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
     if ns.command in ("sandbox", "demo"):
         gc.enable()
     if ns.command == "sandbox":
@@ -184,7 +205,7 @@ def _main(argv: Sequence[str] | None) -> int:
         from mcp_images.demo import main as demo_main
 
         return demo_main(ns.output_dir)
-    return _serve(ns)
+    return _serve(ns, flag_names(parser))
 
 
 if __name__ == "__main__":

@@ -2,17 +2,25 @@
 
 Every variable is listed in the README's configuration table; keep the two in step
 (``tests/test_readme.py`` checks that every field here is documented there).
+
+`load_settings` is the start-up check: a bad value (and an unknown provider) stops the start
+with the variable or flag a person set, what is wrong and an example of a good value (each
+field's ``examples``), instead of pydantic's field names and help URL, or a failure at the
+first call. The refused value is never repeated: it may be a key put in the wrong variable.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mcp_images.errors import ConfigError
 
 InlineMode = Literal["preview", "full", "none"]
 ProviderName = str  # built-in: openai, 302ai, yescale, agcloud, compatible, azure; more from a providers file
@@ -43,40 +51,73 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("api_key", "MCP_IMAGES_API_KEY", "OPENAI_API_KEY"),
         description="Upstream API key; falls back to OPENAI_API_KEY.",
+        examples=["sk-proj-..."],
     )
     base_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("base_url", "MCP_IMAGES_BASE_URL", "OPENAI_BASE_URL"),
         description="Upstream base URL including /v1; falls back to OPENAI_BASE_URL; default from the provider.",
+        examples=["https://api.openai.com/v1"],
     )
-    provider: ProviderName = Field(default="openai", description="openai, 302ai, yescale, agcloud, compatible, azure")
-    default_model: str = Field(default="gpt-image-2", description="Model used when a call names none.")
+    provider: ProviderName = Field(
+        default="openai", description="openai, 302ai, yescale, agcloud, compatible, azure", examples=["openai"]
+    )
+    default_model: str = Field(
+        default="gpt-image-2", description="Model used when a call names none.", examples=["gpt-image-2"]
+    )
     allowed_models: str = Field(
-        default="", description="Models an agent may use (comma-separated); empty = any. Refused before any call."
+        default="",
+        description="Models an agent may use (comma-separated); empty = any. Refused before any call.",
+        examples=["gpt-image-2,gpt-image-1-mini"],
     )
-    output_dir: Path = Field(default_factory=default_output_dir, description="Where images are saved.")
-    data_dir: Path | None = Field(default=None, description="Tasks database; default beside the output folder.")
-    timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, description="Upstream read timeout, seconds.")
-    max_retries: int = Field(default=2, ge=0, le=10, description="Retries on 408/409/429/5xx and connection errors.")
-    inline: InlineMode = Field(default="preview", description="Images in results: preview, full or none.")
-    result_budget: int = Field(default=DEFAULT_RESULT_BUDGET, ge=20_000, le=1_000_000)
-    catalog: Path | None = Field(default=None, description="Your own model catalog file (JSON).")
-    prices: Path | None = Field(default=None, description="Your own price table file (JSON).")
-    providers: Path | None = Field(default=None, description="Your own providers file (JSON).")
-    input_dirs: str = Field(default="", description="Folders local input images may come from (os.pathsep-separated).")
+    output_dir: Path = Field(
+        default_factory=default_output_dir, description="Where images are saved.", examples=["~/Pictures/mcp-images"]
+    )
+    data_dir: Path | None = Field(
+        default=None,
+        description="Tasks database; default beside the output folder.",
+        examples=["~/Pictures/.mcp-images-data"],
+    )
+    timeout: float = Field(
+        default=DEFAULT_TIMEOUT_SECONDS, gt=0, description="Upstream read timeout, seconds.", examples=[600]
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries on 408/409/429/5xx and connection errors.", examples=[2]
+    )
+    inline: InlineMode = Field(
+        default="preview", description="Images in results: preview, full or none.", examples=["preview"]
+    )
+    result_budget: int = Field(default=DEFAULT_RESULT_BUDGET, ge=20_000, le=1_000_000, examples=[800_000])
+    catalog: Path | None = Field(
+        default=None, description="Your own model catalog file (JSON).", examples=["~/mcp-images/catalog.json"]
+    )
+    prices: Path | None = Field(
+        default=None, description="Your own price table file (JSON).", examples=["~/mcp-images/prices.json"]
+    )
+    providers: Path | None = Field(
+        default=None, description="Your own providers file (JSON).", examples=["~/mcp-images/providers.json"]
+    )
+    input_dirs: str = Field(
+        default="",
+        description="Folders local input images may come from (os.pathsep-separated).",
+        examples=[os.pathsep.join(["~/Pictures", "~/Downloads"])],
+    )
     allowed_hosts: str = Field(
-        default="", description="Hosts allowed for image URLs even on private addresses (comma-separated)."
+        default="",
+        description="Hosts allowed for image URLs even on private addresses (comma-separated).",
+        examples=["images.example.com,cdn.example.com"],
     )
     convert_mask: bool = Field(
-        default=False, description="Convert a black-and-white mask (white = edit) to an alpha mask."
+        default=False, description="Convert a black-and-white mask (white = edit) to an alpha mask.", examples=[True]
     )
     sync_timeout: float = Field(
         default=50.0,
         ge=0,
         description="Seconds a synchronous call may run before it hands over to a task (0 = never).",
+        examples=[50],
     )
-    task_ttl_days: float = Field(default=7.0, gt=0, description="Days a finished task's record is kept.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    task_ttl_days: float = Field(default=7.0, gt=0, description="Days a finished task's record is kept.", examples=[7])
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", examples=["INFO"])
 
     @field_validator("output_dir", "data_dir", "catalog", "prices", "providers", mode="before")
     @classmethod
@@ -101,8 +142,8 @@ class Settings(BaseSettings):
             return None
         if any(not " " <= c <= "~" for c in key):  # only printable ASCII can go in an HTTP header
             raise ValueError(
-                "the API key (MCP_IMAGES_API_KEY or OPENAI_API_KEY) holds a control character or a "
-                "non-ASCII character (a stray quote, line break or typographic dash from copying?): copy it again"
+                "holds a control character or a non-ASCII character (a stray quote, line break "
+                "or typographic dash from copying?): copy the key again"
             )
         return key
 
@@ -116,12 +157,26 @@ class Settings(BaseSettings):
     def _no_credentials_in_url(cls, value: str | None) -> str | None:
         # A password in the URL would be shown in messages and logs, and would replace the
         # key's Authorization header (httpx2 turns user:pass@ into Basic auth).
-        if value is not None and "@" in urlsplit(value).netloc:
+        if value is None:
+            return value
+        parts = urlsplit(value.strip())
+        if "@" in parts.netloc:
             raise ValueError(
-                "the base URL must not hold a user name or password (user:pass@host): "
-                "give the key in MCP_IMAGES_API_KEY instead"
+                "must not hold a user name or password (user:pass@host): give the key in MCP_IMAGES_API_KEY instead"
             )
-        return value
+        # Without a scheme httpx2 fails every attempt (and the retries) only at the first call.
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host name, including the API's path (/v1)")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
+        return value.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def resolved_output_dir(self) -> Path:
@@ -143,7 +198,127 @@ class Settings(BaseSettings):
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings with CLI overrides on top (None means "not given on the command line")."""
+# --- start-up: settings a person can fix ---------------------------------------------------
+
+ENV_FILE = ".env"
+# What a refused value is missing, by pydantic's error type; the value itself is never quoted
+# (it may be a key put in the wrong variable).
+PROBLEMS = {
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+    "int_parsing": "is not a whole number",
+    "int_type": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "bool_parsing": "is not true or false",
+    "bool_type": "is not true or false",
+    "greater_than": "must be more than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "literal_error": "must be one of {expected}",
+    "string_type": "must be text",
+}
+
+
+def setting_variables(field: str) -> list[str]:
+    """The environment variables that set ``field``, in the order they are looked up."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str) and c.isupper()]
+    return [f"MCP_IMAGES_{field.upper()}"]
+
+
+def _named(field: str, flags: Mapping[str, str], given: Mapping[str, Any]) -> tuple[str, str]:
+    """How a person set ``field`` and how an example of it is written: (name, name=example)."""
+    example = (Settings.model_fields[field].examples or [""])[0]
+    example = str(example).lower() if isinstance(example, bool) else str(example)
+    if field in given:  # a CLI flag, or a keyword of load_settings
+        flag = flags.get(field)
+        return (flag, f"{flag} {example}") if flag else (f"argument {field}", f"{field}={example!r}")
+    names = setting_variables(field)
+    used = [n for n in names if n in os.environ] or names
+    return f"{' or '.join(used)} ({field})", f"{used[0]}={example}"
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    if error["type"] == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    template = PROBLEMS.get(error["type"])
+    if template is None:
+        msg = str(error["msg"])
+        return msg[:1].lower() + msg[1:]
+    return template.format(**error.get("ctx", {}))
+
+
+def describe_settings_error(
+    exc: ValidationError, *, given: Mapping[str, Any] = {}, flags: Mapping[str, str] = {}
+) -> str:
+    """One line per refused setting: its variable (or flag), what is wrong, an example.
+
+    ``MCP_IMAGES_TIMEOUT (timeout) is not a number; for example MCP_IMAGES_TIMEOUT=600``.
+    Never the rejected value, nor pydantic's help URL.
+    """
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field not in Settings.model_fields:
+            lines.append(f"bad setting: {_problem(error)}")
+            continue
+        name, example = _named(field, flags, given)
+        lines.append(f"{name} {_problem(error)}; for example {example}")
+    return "\n".join(lines)
+
+
+def _check_env_file() -> None:
+    """Refuse a ``.env`` that is a FIFO, a device or huge before pydantic-settings reads it whole.
+
+    A folder called ``.env`` (a common name for a virtualenv) is skipped, as pydantic-settings does.
+
+    Raises:
+        ConfigError: the file is not a regular file or is larger than the limit.
+    """
+    from mcp_images.config_files import check_config_file
+
+    path = Path(ENV_FILE).absolute()
+    if os.path.exists(path) and not os.path.isdir(path):
+        check_config_file(path, setting=ENV_FILE, what="settings file")
+
+
+def _check_provider(settings: Settings, flags: Mapping[str, str], given: Mapping[str, Any]) -> None:
+    """Refuse a provider no profile has, now rather than at the first call.
+
+    Raises:
+        ConfigError: the providers file is broken, or no provider has the name.
+    """
+    from mcp_images.catalog.providers import load_providers
+
+    known = load_providers(settings.providers)
+    if settings.provider not in known:
+        name, example = _named("provider", flags, given)
+        raise ConfigError(
+            f"{name}: there is no provider {settings.provider!r}; known: {', '.join(sorted(known))} "
+            f"(add your own in a providers file, MCP_IMAGES_PROVIDERS); for example {example}"
+        )
+
+
+def load_settings(*, flags: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings with CLI overrides on top (None means "not given on the command line"), checked.
+
+    ``flags`` maps a field to the command-line flag that set it (``{"timeout": "--timeout"}``),
+    so that a message names what the person typed. Every setting is checked here, the provider
+    against the known profiles too, so a bad one stops the start instead of the first call.
+
+    Raises:
+        ConfigError: a setting is refused; one line per setting with its variable (or flag),
+            what is wrong and an example of a good value. Never the refused value.
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**given)
+    flags = flags or {}
+    _check_env_file()
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        # Not chained: pydantic's error holds the refused values, and one may be a key.
+        raise ConfigError(describe_settings_error(exc, given=given, flags=flags)) from None
+    _check_provider(settings, flags, given)
+    return settings
