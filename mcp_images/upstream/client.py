@@ -42,7 +42,14 @@ from mcp_images.upstream.requests import (
     UploadFile,
     timeouts,
 )
-from mcp_images.upstream.retry import MAX_RETRIES, RequestFactory, Sleep, send_with_retries, should_retry
+from mcp_images.upstream.retry import (
+    MAX_RETRIES,
+    RequestFactory,
+    Sleep,
+    send_with_retries,
+    should_retry,
+    within_attempt,
+)
 from mcp_images.upstream.sse import OnPartial, PartialImage, is_event_stream, read_image_stream
 
 __all__ = [
@@ -79,7 +86,10 @@ class ImagesAPI:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_retries: int = MAX_RETRIES,
         sleep: Sleep = anyio.sleep,
+        total_timeout: float | None = None,
     ) -> None:
+        """``read_timeout``: longest wait for the next byte; ``total_timeout`` (default: the
+        same, which is MCP_IMAGES_TIMEOUT): longest one attempt may take, connect to last byte."""
         self._http = http
         self.provider = provider
         self._base_url = base_url or provider.base_url
@@ -89,6 +99,7 @@ class ImagesAPI:
         # How messages and logs name the upstream: no credentials, no query, never the key.
         self._shown_base = scrub(shown_url(self._base_url), self._key) if self._base_url else "(no base URL)"
         self._read_timeout = read_timeout
+        self._total_timeout = read_timeout if total_timeout is None else total_timeout
         self._timeout = timeouts(read=read_timeout)
         self._max_retries = max_retries
         self._sleep = sleep
@@ -269,7 +280,13 @@ class ImagesAPI:
 
         try:
             return await send_with_retries(
-                self._http, make, stream=stream, max_retries=self._max_retries, sleep=self._sleep, on_retry=log_retry
+                self._http,
+                make,
+                stream=stream,
+                max_retries=self._max_retries,
+                sleep=self._sleep,
+                on_retry=log_retry,
+                total_timeout=self._total_timeout,
             )
         except httpx2.TransportError as exc:
             raise self._transport_error(exc) from exc
@@ -303,13 +320,14 @@ class ImagesAPI:
     ) -> ImagesResponse:
         """Raises: StreamError, ModerationError, TimeoutError_ (see `sse.read_image_stream`)."""
         try:
-            body = await read_image_stream(
-                response,
-                expect=expect,
-                on_partial=on_partial,
-                error_for=lambda payload: stream_error(self.map_error(None, payload, response.headers)),
-            )
-        except httpx2.TimeoutException as exc:
+            with within_attempt(response):
+                body = await read_image_stream(
+                    response,
+                    expect=expect,
+                    on_partial=on_partial,
+                    error_for=lambda payload: stream_error(self.map_error(None, payload, response.headers)),
+                )
+        except httpx2.TimeoutException as exc:  # the read timeout, or the attempt's total time
             raise self._transport_error(exc) from exc
         return images_from(body, response.headers, provider=self.provider, secret=self._key)
 
@@ -323,10 +341,12 @@ class ImagesAPI:
         """Read the body of an answer whose headers are in, at most `MAX_ANSWER_BYTES` per image.
 
         The cap counts decoded bytes, so a small compressed answer cannot inflate without end.
+        The read stays within the time its attempt has left (`retry.within_attempt`).
 
         Raises:
             UpstreamError: the answer is larger than the cap.
-            TimeoutError_: the body stopped coming for longer than the read timeout.
+            TimeoutError_: the body stopped coming for longer than the read timeout, or did not
+                end within the attempt's total time.
             ConnectionError_: the connection broke part-way: the upstream did answer, so the
                 image may be made and billed, and the message says so (no retry here).
         """
@@ -334,14 +354,15 @@ class ImagesAPI:
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise UpstreamError(
-                        f"the upstream's answer is larger than {limit // (1024 * 1024)} MB; refused unread",
-                        request_id=request_id_from(response.headers),
-                    )
-                chunks.append(chunk)
+            with within_attempt(response):
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise UpstreamError(
+                            f"the upstream's answer is larger than {limit // (1024 * 1024)} MB; refused unread",
+                            request_id=request_id_from(response.headers),
+                        )
+                    chunks.append(chunk)
             return b"".join(chunks)
         except httpx2.TimeoutException as exc:
             raise self._transport_error(exc) from exc

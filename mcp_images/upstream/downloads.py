@@ -1,6 +1,8 @@
 """Fetching a result image from the URL the upstream answered with.
 
-Bounded in size, with its own read timeout, following a few redirects by hand (each hop must
+Bounded in size, with its own timeouts (no byte for DOWNLOAD_READ_TIMEOUT; each attempt,
+connect to last byte, within DOWNLOAD_TOTAL_TIMEOUT, so a host dripping bytes cannot hold a
+job forever), following a few redirects by hand (each hop must
 stay http or https), retried like an API call. No key is sent: the URL is on the provider's
 file host, not its API. This is not `netguard`: the URL comes from the configured upstream,
 not from the agent.
@@ -18,13 +20,14 @@ from mcp_images.errors import InputError, UpstreamError
 from mcp_images.inputs.netguard import HostResolver, check_url, system_resolver
 from mcp_images.upstream.errors import request_id_from, scrub, shown_url, transport_error
 from mcp_images.upstream.requests import DEFAULT_CONNECT_TIMEOUT, timeouts
-from mcp_images.upstream.retry import RequestFactory, Sleep, send_with_retries
+from mcp_images.upstream.retry import RequestFactory, Sleep, send_with_retries, within_attempt
 
 __all__ = ["DEFAULT_DOWNLOAD_MAX_BYTES", "download_result"]
 
 logger = logging.getLogger(__name__)
 
-DOWNLOAD_READ_TIMEOUT = 120.0  # seconds
+DOWNLOAD_READ_TIMEOUT = 120.0  # seconds without a byte
+DOWNLOAD_TOTAL_TIMEOUT = 300.0  # seconds per attempt: 64 MB at ~220 kB/s still arrives
 DEFAULT_DOWNLOAD_MAX_BYTES = 64 * 1024 * 1024
 MAX_DOWNLOAD_REDIRECTS = 3
 _WHERE = "the image host"
@@ -40,8 +43,13 @@ async def download_result(
     secret: str | None,
     trusted_hosts: Iterable[str] = (),
     resolver: HostResolver = system_resolver,
+    total_timeout: float = DOWNLOAD_TOTAL_TIMEOUT,
 ) -> bytes:
     """The bytes behind ``url``; ``secret`` is scrubbed from any failure's message.
+
+    ``total_timeout`` bounds each attempt of each hop, from connecting to the last byte; a
+    download is a GET, so one that runs out before the answer's headers is retried like any
+    timeout (a body cut short is not, as with any broken body).
 
     A hop on one of ``trusted_hosts`` (the upstream's own host, and the hosts the user allows)
     is fetched as it is. Any other host must pass the same guard as an image URL an agent gives
@@ -67,7 +75,7 @@ async def download_result(
         def make(_: ExitStack, target: httpx2.URL = target) -> httpx2.Request:
             return http.build_request("GET", target, timeout=timeout)
 
-        response = await _send(http, make, max_retries=max_retries, sleep=sleep, secret=secret)
+        response = await _send(http, make, max_retries=max_retries, sleep=sleep, secret=secret, total=total_timeout)
         try:
             if response.has_redirect_location:
                 current = _parse(response.headers["location"], secret, base=target)
@@ -94,7 +102,7 @@ def _parse(url: str, secret: str | None, *, base: httpx2.URL | None = None) -> h
 
 
 async def _send(
-    http: httpx2.AsyncClient, make: RequestFactory, *, max_retries: int, sleep: Sleep, secret: str | None
+    http: httpx2.AsyncClient, make: RequestFactory, *, max_retries: int, sleep: Sleep, secret: str | None, total: float
 ) -> httpx2.Response:
     """One hop under the retry policy, not following redirects; the caller closes the answer.
 
@@ -107,7 +115,14 @@ async def _send(
 
     try:
         return await send_with_retries(
-            http, make, stream=True, follow_redirects=False, max_retries=max_retries, sleep=sleep, on_retry=log_retry
+            http,
+            make,
+            stream=True,
+            follow_redirects=False,
+            max_retries=max_retries,
+            sleep=sleep,
+            on_retry=log_retry,
+            total_timeout=total,
         )
     except httpx2.TransportError as exc:
         raise _transport_error(exc, secret) from exc
@@ -133,12 +148,13 @@ async def _read_bounded(response: httpx2.Response, url: httpx2.URL, max_bytes: i
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise too_big
-            chunks.append(chunk)
-    except httpx2.TransportError as exc:
+        with within_attempt(response):
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_big
+                chunks.append(chunk)
+    except httpx2.TransportError as exc:  # AttemptTimeout too: the body did not end in time
         raise _transport_error(exc, secret) from exc
     return b"".join(chunks)
 
@@ -150,4 +166,5 @@ def _transport_error(exc: httpx2.TransportError, secret: str | None) -> Upstream
         connect_seconds=DEFAULT_CONNECT_TIMEOUT,
         read_seconds=DOWNLOAD_READ_TIMEOUT,
         secret=secret,
+        total_setting="the download limit",
     )

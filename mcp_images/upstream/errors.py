@@ -6,6 +6,11 @@ Error bodies come in many shapes (OpenAI's ``{"error": {...}}``, a bare string, 
 page), so `error_fields` reads them all. A connection that failed or timed out, and an error
 event mid-stream, are mapped here too. `upstream.ImagesAPI` calls these; `retry` reads the
 same fields to decide whether to try again.
+
+A timeout's error says which limit was hit, in words and in its ``code``: ``connect_timeout``
+(no connection within DEFAULT_CONNECT_TIMEOUT), ``read_timeout`` (no byte for the read
+timeout), ``pool_timeout`` (our own connections all busy) or ``total_timeout`` (the attempt as
+a whole, connect to last byte, ran past MCP_IMAGES_TIMEOUT: `AttemptTimeout`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "MODERATION_CODES",
     "QUOTA_CODE",
     "REDACTED",
+    "AttemptTimeout",
     "error_fields",
     "map_error",
     "parse_body",
@@ -58,6 +64,18 @@ REDACTED = "[redacted]"
 # Shorter "keys" (a test's "k") are not secrets and are everywhere in ordinary text: replacing
 # them would mangle results ("resource_link" -> "resource_lin[redacted]"). Real keys are 20+.
 MIN_SECRET_CHARS = 8
+
+
+class AttemptTimeout(httpx2.TimeoutException):
+    """One attempt ran past its total time (connect to last byte); raised by `retry`.
+
+    ``maybe_billed``: a POST whose body had gone out, so the upstream may be making the image.
+    """
+
+    def __init__(self, seconds: float, *, maybe_billed: bool) -> None:
+        super().__init__(f"the attempt did not finish within {seconds:g} s")
+        self.seconds = seconds
+        self.maybe_billed = maybe_billed
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -217,21 +235,39 @@ def transport_error(
     read_seconds: float,
     hint: str = "",
     secret: str | None = None,
+    total_setting: str = "MCP_IMAGES_TIMEOUT",
 ) -> UpstreamError:
     """The exception for a call that got no answer: could not connect, timed out, or dropped.
 
     ``where`` names the host for the message (a URL loses its credentials and query, see
-    `shown_url`); ``hint`` follows a read timeout's message. ``secret`` is scrubbed from all of it.
+    `shown_url`); ``hint`` follows a timeout's message; ``total_setting`` names what sets an
+    attempt's total time. ``secret`` is scrubbed from all of it.
     """
     where = scrub(shown_url(where), secret)
+    if isinstance(exc, AttemptTimeout):
+        return _total_timeout(exc, where, hint, total_setting)
     if isinstance(exc, httpx2.ConnectTimeout):
-        return ConnectionError_(f"could not connect to {where} within {connect_seconds:g} s")
+        return ConnectionError_(
+            f"could not connect to {where} within {connect_seconds:g} s (connect timeout)", code="connect_timeout"
+        )
     if isinstance(exc, httpx2.PoolTimeout):
         return TimeoutError_(
             f"no connection to {where} came free within {read_seconds:g} s: too many jobs at once; "
-            "wait for running tasks to finish, or start fewer"
+            "wait for running tasks to finish, or start fewer",
+            code="pool_timeout",
         )
     if isinstance(exc, httpx2.TimeoutException):
-        return TimeoutError_(f"{where} did not answer within {read_seconds:g} s{hint}")
+        return TimeoutError_(f"{where} sent no byte for {read_seconds:g} s (read timeout){hint}", code="read_timeout")
     detail = scrub(str(exc), secret) or type(exc).__name__
     return ConnectionError_(f"could not reach {where}: {detail}")
+
+
+def _total_timeout(exc: AttemptTimeout, where: str, hint: str, total_setting: str) -> TimeoutError_:
+    subject = f"the upstream ({where})" if "://" in where else where
+    message = f"{subject} did not finish answering within {exc.seconds:g} s ({total_setting})"
+    if exc.maybe_billed:
+        message += (
+            "; not sent again: the upstream had the whole request and may already be making and billing "
+            "the image, so check the provider's usage page before trying again"
+        )
+    return TimeoutError_(message + hint, code="total_timeout")
