@@ -17,7 +17,6 @@ from typing import Any
 from mcp_images import __version__
 
 LOOPBACK_NAMES = {"localhost"}
-HTTP_MAX_BODY_BYTES = 128 * 1024 * 1024  # edits may carry base64 images in the JSON body
 # Host names a local client may use to reach a loopback server; anything else is DNS rebinding.
 LOCAL_HOST_NAMES = ("127.0.0.1", "localhost", "[::1]")
 # Their request lines carry URLs (signed result URLs) and, at DEBUG, response headers.
@@ -150,16 +149,31 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
         log.warning("no API key: set MCP_IMAGES_API_KEY (or OPENAI_API_KEY); tools will say so when called")
     if ns.transport == "http":
         log.info("serving streamable HTTP at http://%s:%d/mcp", ns.host, ns.port)
-        server.run(
-            "streamable-http",
-            host=ns.host.strip("[]"),
-            port=ns.port,
-            max_request_body_size=HTTP_MAX_BODY_BYTES,
-            transport_security=http_security(ns.host),
-        )
+        serve_http(server, host=ns.host, port=ns.port, max_body_bytes=settings.http_max_body_bytes)
     else:
         server.run()
     return 0
+
+
+def serve_http(server: Any, *, host: str, port: int, max_body_bytes: int) -> None:
+    """Serve ``server`` over streamable HTTP with uvicorn, behind the request body limit.
+
+    What ``MCPServer.run("streamable-http")`` does, with the app wrapped: the SDK's own limit
+    buffers a body whole before it looks (see server/http_limits.py).
+    """
+    import anyio
+    import uvicorn
+
+    from mcp_images.server.http_limits import limit_request_bodies
+
+    bind = host.strip("[]")
+    app = server.streamable_http_app(
+        host=bind, max_request_body_size=max_body_bytes, transport_security=http_security(host)
+    )
+    config = uvicorn.Config(
+        limit_request_bodies(app, max_body_bytes), host=bind, port=port, log_level=server.settings.log_level.lower()
+    )
+    anyio.run(uvicorn.Server(config).serve)
 
 
 def _tune_malloc() -> None:

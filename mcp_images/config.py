@@ -28,6 +28,14 @@ ProviderName = str  # built-in: openai, 302ai, yescale, agcloud, compatible, azu
 DEFAULT_TIMEOUT_SECONDS = 600.0  # high quality at large sizes takes minutes
 DEFAULT_RESULT_BUDGET = 800_000  # base64 characters of previews in one tool result (Claude Desktop: 1 MiB)
 DEFAULT_PREVIEW_MAX = 140_000  # base64 characters for a single image's preview
+# The largest HTTP request body, MiB. A JSON call's inline inputs decide it: an image may be up to
+# 50 MiB (inputs.references.InputPolicy.max_file_bytes, the most any model takes), 66.7 MiB as
+# base64 (4/3), with a mask (4 MiB -> 5.3 MiB) and a prompt (32000 characters, up to 6 bytes
+# each JSON-escaped: 0.2 MiB): 72.2 MiB, and 80 leaves room for the JSON around them. More or
+# larger images at once go as https:// URLs or images:// ids. No higher: a body under the limit
+# costs six to seven times its size while it is parsed (measured: 79 MiB -> +458 MiB peak RSS,
+# benchmarks/http_body_limit.py).
+DEFAULT_HTTP_MAX_BODY_MB = 80
 
 
 def default_output_dir() -> Path:
@@ -117,6 +125,13 @@ class Settings(BaseSettings):
         examples=[50],
     )
     task_ttl_days: float = Field(default=7.0, gt=0, description="Days a finished task's record is kept.", examples=[7])
+    http_max_body_mb: int = Field(
+        default=DEFAULT_HTTP_MAX_BODY_MB,
+        ge=1,
+        le=1024,
+        description="Largest HTTP request body in MiB (one inline 50 MiB image as base64, a mask and a prompt).",
+        examples=[DEFAULT_HTTP_MAX_BODY_MB],
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", examples=["INFO"])
 
     @field_validator("output_dir", "data_dir", "catalog", "prices", "providers", mode="before")
@@ -192,6 +207,10 @@ class Settings(BaseSettings):
     @property
     def input_dir_list(self) -> list[Path]:
         return [Path(p).expanduser().resolve() for p in self.input_dirs.split(os.pathsep) if p.strip()]
+
+    @property
+    def http_max_body_bytes(self) -> int:
+        return self.http_max_body_mb * 1024 * 1024
 
     @property
     def allowed_host_set(self) -> frozenset[str]:
