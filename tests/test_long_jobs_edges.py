@@ -174,7 +174,7 @@ async def test_a_sibling_whose_heartbeat_went_quiet_while_its_process_lives_keep
     manager = tasks.TaskManager(store, error_to_dict=lambda exc: {"message": str(exc)})
     with anyio.fail_after(5):
         async with manager.running():
-            assert manager.get(job.id).status == "running"
+            assert (await manager.get(job.id)).status == "running"
     store.close()
 
 

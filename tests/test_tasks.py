@@ -93,7 +93,7 @@ async def test_start_returns_at_once_and_wait_gets_the_result(db: Path) -> None:
             job = returning({"images": ["images://0123456789ab"]}, gate)
             record = await manager.start("generate_image", {"prompt": "a fox"}, job)
             assert record.status in ("queued", "running")
-            assert manager.get(record.id).status in ("queued", "running")
+            assert (await manager.get(record.id)).status in ("queued", "running")
             gate.set()
             done = await manager.wait(record.id, 5)
     assert done.status == "succeeded"
@@ -189,14 +189,14 @@ async def test_progress_notes_and_phase_are_stored_and_forwarded_to_a_waiter(db:
         async with server(db) as manager:
             record = await manager.start("generate_image", {}, job)
             await noted.wait()
-            running = manager.get(record.id)
+            running = await manager.get(record.id)
             assert running.phase == "generating"
             assert running.progress == ["partial image 1 saved: images://0123456789ab"]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(check_task, manager, record.id)
                 await anyio.wait_all_tasks_blocked()  # the waiter is attached
                 gate.set()
-            done = manager.get(record.id)
+            done = await manager.get(record.id)
     assert heard == ["partial image 2 saved: images://ba9876543210"]
     assert done.progress[-1] == "partial image 2 saved: images://ba9876543210"
 
@@ -210,13 +210,13 @@ async def test_a_second_server_over_the_same_database_sees_finished_results(
     with anyio.fail_after(5):
         async with server(db) as first, server(db) as second:
             record = await first.start("generate_image", {}, returning({"n": 1}, gate))
-            assert second.get(record.id).status in ("queued", "running")
+            assert (await second.get(record.id)).status in ("queued", "running")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(second.wait, record.id, 5)
                 gate.set()
             assert (await second.wait(record.id, 5)).status == "succeeded"
         async with server(db) as third:  # after a restart
-            again = third.get(record.id)
+            again = await third.get(record.id)
     assert again.status == "succeeded"
     assert again.result == {"n": 1}
 
@@ -231,7 +231,7 @@ async def test_a_local_job_cut_off_by_the_server_stopping_is_failed_with_a_reaso
             record = await manager.start("generate_image", {}, blocker)
             await blocker.started.wait()
         async with server(db) as restarted:
-            after = restarted.get(record.id)
+            after = await restarted.get(record.id)
     assert blocker.saw_cancel
     assert after.status == "failed"
     assert after.error == error_to_dict(TaskError(tasks.SHUTDOWN_REASON))
@@ -251,8 +251,8 @@ async def test_a_local_job_whose_server_vanished_is_failed_as_a_restart_not_lost
             peers_job = await live_peer.start("generate_image", {}, blocker)
             await blocker.started.wait()
             async with server(db) as restarted:
-                after = restarted.get(orphan.id)
-                peers = restarted.get(peers_job.id)
+                after = await restarted.get(orphan.id)
+                peers = await restarted.get(peers_job.id)
     assert after.status == "failed"
     assert after.error == error_to_dict(TaskError(tasks.RESTART_REASON))
     assert peers.status == "running"  # another live server's job is left alone
@@ -272,8 +272,8 @@ async def test_a_provider_held_job_is_resumed_by_the_next_server_and_finishes(db
             record = await manager.start("generate_image", {}, blocker, provider="302ai")
             await blocker.started.wait()
         async with server(db) as restarted:
-            assert restarted.get(record.id).status == "running"
-            assert restarted.resume_provider_tasks(make_poller) == 1
+            assert (await restarted.get(record.id)).status == "running"
+            assert await restarted.resume(make_poller) == 1
             done = await restarted.wait(record.id, 5)
     assert [r.provider for r in seen] == ["302ai"]
     assert done.status == "succeeded"
@@ -290,8 +290,8 @@ async def test_a_provider_held_job_that_cannot_be_resumed_is_failed_with_a_reaso
             record = await manager.start("generate_image", {}, blocker, provider="302ai")
             await blocker.started.wait()
         async with server(db) as restarted:
-            assert restarted.resume_provider_tasks(lambda record: None) == 0
-            after = restarted.get(record.id)
+            assert await restarted.resume(lambda record: None) == 0
+            after = await restarted.get(record.id)
     assert after.status == "failed"
     assert after.error is not None and "302-abc" in after.error["message"]
 
@@ -311,10 +311,10 @@ async def test_expiry_deletes_only_old_finished_records_and_get_then_raises(db: 
     store.close()
     with anyio.fail_after(5):
         async with server(db) as manager:
-            assert manager.get(fresh_done.id).status == "failed"
-            assert manager.get(old_running.id).status == "running"
+            assert (await manager.get(fresh_done.id)).status == "failed"
+            assert (await manager.get(old_running.id)).status == "running"
             with pytest.raises(TaskError, match="expired after 7 days"):
-                manager.get(old_done.id)
+                await manager.get(old_done.id)
 
 
 @pytest.mark.anyio
@@ -327,7 +327,7 @@ async def test_a_record_past_its_ttl_is_gone_even_before_the_sweep(db: Path) -> 
             other.update(record.id, finished_at=1.0)
             other.close()
             with pytest.raises(TaskError, match="expired after 1 hour"):
-                manager.get(record.id)
+                await manager.get(record.id)
 
 
 @pytest.mark.anyio
@@ -337,7 +337,7 @@ async def test_an_unknown_task_id_raises_task_error(db: Path, call: str) -> None
         async with server(db) as manager:
             with pytest.raises(TaskError, match="no task with id task-nope"):
                 if call == "get":
-                    manager.get("task-nope")
+                    await manager.get("task-nope")
                 elif call == "wait":
                     await manager.wait("task-nope", 1)
                 else:
@@ -402,7 +402,7 @@ async def test_cancelling_the_caller_of_run_attached_cancels_the_job(db: Path) -
                 tg.start_soon(call, manager)
                 await blocker.started.wait()
                 tg.cancel_scope.cancel()
-            after = manager.get(blocker.task_id)
+            after = await manager.get(blocker.task_id)
     assert blocker.saw_cancel
     assert after.status == "cancelled"
 
@@ -420,16 +420,15 @@ async def test_a_hundred_concurrent_quick_jobs_all_succeed(db: Path) -> None:
 @pytest.mark.anyio
 async def test_a_task_cancelled_from_another_server_stops_at_its_next_progress(db: Path) -> None:
     gate = anyio.Event()
-    saw_cancel = False
+    stopped = anyio.Event()  # the job itself saw the cancel (the record says so at once)
 
     async def job(progress: Progress, handle: TaskHandle) -> dict[str, Any]:
-        nonlocal saw_cancel
         await gate.wait()
         try:
             await progress.phase("generating")
             await anyio.sleep_forever()
         except anyio.get_cancelled_exc_class():
-            saw_cancel = True
+            stopped.set()
             raise
         return {}
 
@@ -438,8 +437,9 @@ async def test_a_task_cancelled_from_another_server_stops_at_its_next_progress(d
             record = await owner.start("generate_image", {}, job)
             assert (await other.cancel(record.id)).status == "cancelled"
             gate.set()
+            await stopped.wait()
             done = await owner.wait(record.id, 5)
-    assert saw_cancel
+    assert stopped.is_set()
     assert done.status == "cancelled"
 
 
@@ -458,8 +458,8 @@ async def test_a_provider_held_job_of_a_live_server_is_not_taken_over(db: Path) 
         async with server(db) as first, server(db) as second:
             record = await first.start("generate_image", {}, blocker, provider="302ai")
             await blocker.started.wait()
-            assert second.resume_provider_tasks(lambda record: returning({})) == 0
-            assert second.get(record.id).owner == first.owner
+            assert await second.resume(lambda record: returning({})) == 0
+            assert (await second.get(record.id)).owner == first.owner
 
 
 @pytest.mark.anyio

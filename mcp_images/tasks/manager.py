@@ -11,6 +11,10 @@ The database may refuse a write now and then (another program holding it locked,
 disk). A job never dies of that: progress writes are skipped, and an outcome or a provider's
 job id that could not be written is kept in memory, answered from there, and written by the
 next housekeeping round. Owners and those kept writes are `task_upkeep`'s.
+
+Every database call runs in a worker thread (`task_store.AsyncTaskStore`): sqlite3 may wait
+seconds for another program's lock, and the event loop serves every session. Writes made while
+a job is being cancelled are shielded, so that a cancelled job is still recorded.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from mcp_images.errors import McpImagesError, TaskError
-from mcp_images.tasks.store import TaskRecord, TaskStore
+from mcp_images.tasks.store import AsyncTaskStore, TaskRecord, TaskStore
 from mcp_images.tasks.upkeep import DeferredWrites, Owners
 from mcp_images.work.progress import Progress, Send
 
@@ -37,7 +41,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TTL_SECONDS = 7 * 86400
 POLL_SECONDS = 0.5  # how often wait() re-reads a record that another process owns
 PROGRESS_WRITE_SECONDS = 1.0  # heartbeats touch the record at most this often
-PROGRESS_RETRY_SECONDS = 10.0  # after a refused progress write (each waits out the busy timeout)
+PROGRESS_RETRY_SECONDS = 10.0  # after a refused progress write (each waits out the lock retries)
 HOUSEKEEPING_SECONDS = 10.0  # owner heartbeat, orphan sweep, expiry
 OWNER_STALE_SECONDS = 120.0  # an owner silent this long is gone (generous: a busy loop is not death)
 # On this machine a live pid outweighs a silent heartbeat for this long: a laptop that slept
@@ -57,11 +61,13 @@ class TaskHandle:
         self._manager = manager
 
     def set_provider_task_id(self, pid: str) -> None:
-        """Persist the provider's job id at once, so that a restart can resume polling.
+        """Persist the provider's job id at once (in the background), so that a restart can
+        resume polling.
 
-        If the database refuses the write, the id is written by the next housekeeping round.
+        The id counts as recorded from now on; if the database refuses the write, it is written
+        by the next housekeeping round.
         """
-        self._manager._writes.update(self.task_id, provider_task_id=pid)
+        self._manager._write_soon(self.task_id, provider_task_id=pid)
 
 
 Job = Callable[[Progress, TaskHandle], Awaitable[dict[str, Any]]]
@@ -93,23 +99,23 @@ class TaskManager:
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         error_to_dict: ErrorToDict,
     ) -> None:
-        self._store = store
+        self._store = AsyncTaskStore(store)
         self._ttl = ttl_seconds
         self._error_to_dict = error_to_dict
-        self._owners = Owners(store, stale_after=OWNER_STALE_SECONDS, pid_trust=OWNER_PID_TRUST_SECONDS)
+        self._owners = Owners(self._store, stale_after=OWNER_STALE_SECONDS, pid_trust=OWNER_PID_TRUST_SECONDS)
         self.owner = self._owners.me
         self._live: dict[str, _Live] = {}
         self._tg: TaskGroup | None = None
         self._closing = False
         self._make_poller: Callable[[TaskRecord], Job | None] | None = None
-        self._writes = DeferredWrites(store)  # kept until a housekeeping round gets them in
+        self._writes = DeferredWrites(self._store)  # kept until a housekeeping round gets them in
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[TaskManager]:
         """Own the background jobs; on exit, cancel them (provider-held ones stay resumable)."""
         try:
-            self._owners.heartbeat()
-            self._housekeep()
+            await self._owners.heartbeat()
+            await self._housekeep()
         except TaskError:  # a busy database at start-up: the housekeeping loop tries again
             logger.exception("task housekeeping failed at start-up; trying again later")
         try:
@@ -123,16 +129,35 @@ class TaskManager:
                     tg.cancel_scope.cancel()
         finally:
             self._tg = None
-            for live in list(self._live.values()):  # jobs cancelled before they ever ran
-                self._record_interrupted(live)
-            self._live.clear()
-            try:
-                self._writes.flush()
-                self._owners.leave()
-            except TaskError:
-                logger.exception("could not record everything before stopping")
+            with anyio.CancelScope(shield=True):  # the server may be stopping: record it anyway
+                await self._record_stop()
+
+    async def _record_stop(self) -> None:
+        for live in list(self._live.values()):  # jobs cancelled before they ever ran
+            await self._record_interrupted(live)
+        self._live.clear()
+        try:
+            await self._writes.flush()
+            await self._owners.leave()
+        except TaskError:
+            logger.exception("could not record everything before stopping")
 
     def resume_provider_tasks(self, make_poller: Callable[[TaskRecord], Job | None]) -> int:
+        """Start polling again, in the background, the jobs a provider holds whose server is
+        gone; returns 0 at once (the round logs how many it resumed; `resume` waits for it).
+
+        Kept for callers that cannot wait: looking for those jobs reads the database, which
+        another program may hold locked for seconds.
+        """
+        self._task_group().start_soon(self._resume_in_background, make_poller)
+        return 0
+
+    async def _resume_in_background(self, make_poller: Callable[[TaskRecord], Job | None]) -> None:
+        resumed = await self.resume(make_poller)
+        if resumed:
+            logger.info("resumed polling %d provider-held task(s)", resumed)
+
+    async def resume(self, make_poller: Callable[[TaskRecord], Job | None]) -> int:
         """Poll again the jobs a provider holds whose server is gone; return how many.
 
         ``make_poller`` returns None when a job cannot be resumed; it is then failed.
@@ -141,17 +166,17 @@ class TaskManager:
         tg = self._task_group()
         self._make_poller = make_poller
         try:
-            return self._resume(tg, make_poller)
+            return await self._resume(tg, make_poller)
         except TaskError:  # the next housekeeping round sweeps again
             logger.exception("could not look for provider-held jobs to resume; trying again later")
             return 0
 
-    def _resume(self, tg: TaskGroup, make_poller: Callable[[TaskRecord], Job | None]) -> int:
+    async def _resume(self, tg: TaskGroup, make_poller: Callable[[TaskRecord], Job | None]) -> int:
         resumed = 0
-        for record in self._owners.orphans():
+        for record in await self._owners.orphans():
             if not record.provider_task_id:
                 continue
-            if not self._store.claim(record.id, record.owner, self.owner):
+            if not await self._store.claim(record.id, record.owner, self.owner):
                 continue  # another server took it first
             job = make_poller(record)
             if job is None:
@@ -159,7 +184,7 @@ class TaskManager:
                     f"the server restarted and cannot resume polling task "
                     f"{record.provider_task_id} of {record.provider}; run it again"
                 )
-                self._store.finish(record.id, "failed", error=self._error_to_dict(TaskError(reason)))
+                await self._store.finish(record.id, "failed", error=self._error_to_dict(TaskError(reason)))
                 continue
             live = self._live[record.id] = _Live(record.id)
             tg.start_soon(self._run, live, job)
@@ -181,18 +206,18 @@ class TaskManager:
         returns before that (its progress token dies with its request).
         """
         tg = self._task_group()
-        record = self._store.create(tool, args, owner=self.owner, provider=provider)
+        record = await self._store.create(tool, args, owner=self.owner, provider=provider)
         live = self._live[record.id] = _Live(record.id, listeners=[send] if send else [])
         tg.start_soon(self._run, live, job)
         return record
 
-    def get(self, task_id: str) -> TaskRecord:
+    async def get(self, task_id: str) -> TaskRecord:
         """The task's current record.
 
         Raises:
-            TaskError: unknown id, or the record expired.
+            TaskError: unknown id, or the record expired, or the database cannot be read.
         """
-        record = self._store.get(task_id)
+        record = await self._store.get(task_id)
         cutoff = time.time() - self._ttl  # expired but not yet swept counts as expired
         if record is None or (record.finished_at is not None and record.finished_at < cutoff):
             raise TaskError(f"no task with id {task_id} (unknown, or expired after {describe_span(self._ttl)})")
@@ -209,7 +234,7 @@ class TaskManager:
         Raises:
             TaskError: unknown or expired id.
         """
-        record = self.get(task_id)
+        record = await self.get(task_id)
         live = self._live.get(task_id)
         if record.finished:
             return record
@@ -221,9 +246,9 @@ class TaskManager:
                 finally:
                     _detach(live, send)
             else:  # another process runs it: read the record again now and then
-                while not self.get(task_id).finished:
+                while not (await self.get(task_id)).finished:
                     await anyio.sleep(POLL_SECONDS)
-        return self.get(task_id)
+        return await self.get(task_id)
 
     async def run_attached(
         self,
@@ -251,7 +276,7 @@ class TaskManager:
             raise
         finally:
             _detach(live, send)
-        return self.get(record.id)
+        return await self.get(record.id)
 
     async def cancel(self, task_id: str) -> TaskRecord:
         """Cancel a task and return its record (a finished task is left as it is).
@@ -262,18 +287,18 @@ class TaskManager:
         Raises:
             TaskError: unknown or expired id.
         """
-        record = self.get(task_id)
+        record = await self.get(task_id)
         if record.finished:
             return record
         live = self._live.get(task_id)
         if live is None:
             error = self._error_to_dict(TaskError("cancelled on request"))
-            return self._store.finish(task_id, "cancelled", error=error)
+            return await self._store.finish(task_id, "cancelled", error=error)
         live.cancel_requested = True
         live.scope.cancel()
         with anyio.move_on_after(CANCEL_GRACE_SECONDS):  # a job that ignores it stays "running"
             await live.done.wait()
-        return self.get(task_id)
+        return await self.get(task_id)
 
     # -- running one job ---------------------------------------------------------------
 
@@ -281,7 +306,8 @@ class TaskManager:
         try:
             with live.scope:
                 fields = await self._execute(live, job)
-                self._writes.finish(live.task_id, **fields)
+                with anyio.CancelScope(shield=True):  # the outcome is in: a late cancel must not lose it
+                    await self._writes.finish(live.task_id, **fields)
         finally:
             self._live.pop(live.task_id, None)
             live.done.set()
@@ -293,7 +319,7 @@ class TaskManager:
         live.progress = Progress(forward)
         try:
             try:
-                self._store.mark_running(live.task_id)
+                await self._store.mark_running(live.task_id)
             except TaskError:  # only a label; the job matters more
                 logger.warning("task %s: could not mark it running", live.task_id, exc_info=True)
             result = await job(live.progress, TaskHandle(live.task_id, self))
@@ -302,37 +328,39 @@ class TaskManager:
         except McpImagesError as exc:
             return {"status": "failed", "error": self._error_to_dict(exc)}
         except anyio.get_cancelled_exc_class():
-            self._record_interrupted(live)
+            with anyio.CancelScope(shield=True):
+                await self._record_interrupted(live)
             raise
         except Exception:  # top of a background job: a bug still ends the task, never loses it
             logger.exception("task %s: the job failed unexpectedly", live.task_id)
             error = McpImagesError("internal error in mcp-images; see the server log")
             return {"status": "failed", "error": self._error_to_dict(error)}
 
-    def _record_interrupted(self, live: _Live) -> None:
+    async def _record_interrupted(self, live: _Live) -> None:
         """Record why a job stopped without an outcome: cancelled, or the server stopped."""
         if live.cancel_requested:
-            self._writes.finish(live.task_id, "cancelled", error=self._error_to_dict(TaskError("cancelled on request")))
+            error = self._error_to_dict(TaskError("cancelled on request"))
+            await self._writes.finish(live.task_id, "cancelled", error=error)
             return
         try:
-            record = self._store.get(live.task_id)
+            record = await self._store.get(live.task_id)
         except TaskError:
             logger.exception("task %s: cannot tell whether a provider holds it; left to the next server", live.task_id)
             return
         provider_held = self._writes.queued(live.task_id, "provider_task_id")
         if record is not None and not record.provider_task_id and not provider_held:
-            self._writes.finish(live.task_id, "failed", error=self._error_to_dict(TaskError(SHUTDOWN_REASON)))
+            await self._writes.finish(live.task_id, "failed", error=self._error_to_dict(TaskError(SHUTDOWN_REASON)))
         # provider-held: stays running; the next server polls it again
 
     async def _on_progress(self, live: _Live, count: float, total: float | None, msg: str) -> None:
-        self._record_progress(live)
+        await self._record_progress(live)
         for send in list(live.listeners):
             try:
                 await send(count, total, msg)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 _detach(live, send)  # that client went away; the job goes on
 
-    def _record_progress(self, live: _Live) -> None:
+    async def _record_progress(self, live: _Live) -> None:
         """Store phase and notes: changes at once, heartbeats at most once a second."""
         if live.progress is None:
             return
@@ -343,7 +371,7 @@ class TaskManager:
         if state == live.last_written and now - live.last_write_at < PROGRESS_WRITE_SECONDS:
             return
         try:
-            record = self._store.update(live.task_id, phase=state[0], progress=state[1])
+            record = await self._store.update(live.task_id, phase=state[0], progress=state[1])
         except TaskError:  # progress is a courtesy: a busy database must not stop the job
             logger.warning("task %s: progress not recorded", live.task_id, exc_info=True)
             live.no_writes_until = now + PROGRESS_RETRY_SECONDS
@@ -359,22 +387,29 @@ class TaskManager:
         while True:
             await anyio.sleep(HOUSEKEEPING_SECONDS)
             try:
-                self._owners.heartbeat()
-                self._writes.flush()
-                self._housekeep()
+                await self._owners.heartbeat()
+                await self._writes.flush()
+                await self._housekeep()
                 if self._make_poller is not None:
-                    self.resume_provider_tasks(self._make_poller)
+                    await self.resume(self._make_poller)
             except McpImagesError:  # a busy database now and then is no reason to stop
                 logger.exception("task housekeeping failed; trying again later")
 
-    def _housekeep(self) -> None:
+    async def _housekeep(self) -> None:
         """Drop expired records; fail local jobs whose server is gone."""
-        self._store.expire(self._ttl)
-        for record in self._owners.orphans():
+        await self._store.expire(self._ttl)
+        for record in await self._owners.orphans():
             if record.provider_task_id:
                 continue
             error = self._error_to_dict(TaskError(RESTART_REASON))
-            self._store.finish(record.id, "failed", error=error)
+            await self._store.finish(record.id, "failed", error=error)
+
+    def _write_soon(self, task_id: str, **fields: Any) -> None:
+        """Queue fields for a record and write them in the background (for sync callers)."""
+        self._writes.keep(task_id, **fields)
+        if self._tg is not None and not self._closing:
+            self._tg.start_soon(self._writes.write_kept, task_id)
+        # else: stopping; `_record_stop` flushes what is kept
 
     def _task_group(self) -> TaskGroup:
         if self._tg is None or self._closing:

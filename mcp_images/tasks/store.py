@@ -4,32 +4,50 @@
 error, the provider's job id while a provider holds the job) and one row per running server
 (*owner*) with its heartbeat, so that any server over the same data folder sees every task and
 can tell whose jobs were cut off. `tasks.TaskManager` decides what to do; this module only
-stores. WAL mode and short statements let several processes share the file. A statement that
-cannot run (the file locked by another program for longer than BUSY_TIMEOUT_SECONDS, a full or
-read-only disk) raises `TaskError` naming the file and the reason, never a bare sqlite3 error.
+stores. WAL mode and short statements let several processes share the file.
+
+A statement waits BUSY_TIMEOUT_SECONDS for another program's lock, and is tried LOCK_RETRIES
+more times after short pauses; then it raises `TaskError` ("the task database is locked by
+another program: <path>"). Any other failure (a full or read-only disk) raises `TaskError`
+naming the file and the reason, never a bare sqlite3 error. Those waits block the calling
+thread, so the server never calls `TaskStore` on its event loop: `AsyncTaskStore` runs every
+call in a worker thread, one write and one read at a time (a locked database ties up one
+thread, not the pool, and other tools go on answering). Reads have a connection of their own:
+in WAL mode another program's write lock does not block them, so ``check_task`` still answers.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
+import anyio
 from pydantic import BaseModel
 
 from mcp_images.errors import ConfigError, TaskError
 
-__all__ = ["FINISHED", "SCHEMA_VERSION", "OwnerRow", "TaskRecord", "TaskStatus", "TaskStore"]
+__all__ = ["FINISHED", "SCHEMA_VERSION", "AsyncTaskStore", "OwnerRow", "TaskRecord", "TaskStatus", "TaskStore"]
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_SECONDS = 5.0  # how long a statement waits for another process's write lock
+# A statement waits this long for another process's write lock (sqlite's busy handler), then
+# is tried LOCK_RETRIES more times after LOCK_BACKOFF_SECONDS, doubling: ~4.4 s in all before
+# the "locked by another program" error. Read when a store opens, so tests can shorten them.
+BUSY_TIMEOUT_SECONDS = 1.0
+LOCK_RETRIES = 3
+LOCK_BACKOFF_SECONDS = 0.05
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _JSON_FIELDS = ("progress", "result", "error", "args")
 _COLUMNS = (
@@ -95,7 +113,11 @@ class TaskStore:
             ConfigError: the file is not a task database this version can use.
         """
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one per connection: writes on _db, reads on _reader
+        self._read_lock = threading.Lock()
+        self._busy_timeout = BUSY_TIMEOUT_SECONDS
+        self._lock_retries = LOCK_RETRIES
+        self._backoff = LOCK_BACKOFF_SECONDS
         if path.parent.exists() and not path.parent.is_dir():
             raise ConfigError(
                 f"cannot open the task database {path}: the data folder {path.parent} is a file; "
@@ -104,9 +126,7 @@ class TaskStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit; timeout waits out another process's write lock
-            self._db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-            )
+            self._db = sqlite3.connect(path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # safe with WAL (no corruption); a power cut may lose the last progress line
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -118,21 +138,41 @@ class TaskStore:
                     f"(schema {version}); upgrade, or point the data folder elsewhere"
                 )
             self._db.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+            self._reader = sqlite3.connect(
+                path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open the task database {path}: {exc}") from exc
 
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
+    def _run(self, sql: str, params: tuple[Any, ...] = (), *, read: bool = False) -> tuple[list[Any], int]:
         """Execute one statement; return its rows and row count (read under the lock).
+
+        Blocks the calling thread while another program holds the database locked (see the
+        module docstring): call it from a worker thread, as `AsyncTaskStore` does.
 
         Raises:
             TaskError: the statement could not run; the message names the file and why.
         """
-        try:
-            with self._lock:
-                cur = self._db.execute(sql, params)
-                return cur.fetchall(), cur.rowcount
-        except sqlite3.Error as exc:
-            raise TaskError(_unusable(self.path, exc)) from exc
+        db, lock = (self._reader, self._read_lock) if read else (self._db, self._lock)
+        for attempt in range(self._lock_retries + 1):
+            try:
+                with lock:
+                    cur = db.execute(sql, params)
+                    return cur.fetchall(), cur.rowcount
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc):
+                    raise TaskError(_unusable(self.path, exc)) from exc
+                if attempt == self._lock_retries:
+                    waited = (self._lock_retries + 1) * self._busy_timeout
+                    raise TaskError(
+                        f"the task database is locked by another program: {self.path} (still locked after "
+                        f"{waited:g} s and {self._lock_retries} retries); close the program that holds it "
+                        "(a database browser, a stuck process?) and try again"
+                    ) from exc
+            except sqlite3.Error as exc:
+                raise TaskError(_unusable(self.path, exc)) from exc
+            time.sleep(self._backoff * 2**attempt)  # in a worker thread: the event loop goes on
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def create(self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None) -> TaskRecord:
         now = time.time()
@@ -147,7 +187,7 @@ class TaskStore:
         return record
 
     def get(self, task_id: str) -> TaskRecord | None:
-        rows, _ = self._run(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE id = ?", (task_id,))
+        rows, _ = self._run(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE id = ?", (task_id,), read=True)
         return _from_row(rows[0]) if rows else None
 
     def update(self, task_id: str, **fields: Any) -> TaskRecord:
@@ -182,7 +222,7 @@ class TaskStore:
         return count == 1
 
     def unfinished(self) -> list[TaskRecord]:
-        rows, _ = self._run(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE status IN ('queued', 'running')")
+        rows, _ = self._run(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE status IN ('queued', 'running')", read=True)
         return [_from_row(row) for row in rows]
 
     def expire(self, older_than_seconds: float) -> int:
@@ -204,12 +244,13 @@ class TaskStore:
         self._run("DELETE FROM owners WHERE owner = ?", (owner,))
 
     def owners(self) -> dict[str, OwnerRow]:
-        rows, _ = self._run("SELECT owner, pid, host, seen_at FROM owners")
+        rows, _ = self._run("SELECT owner, pid, host, seen_at FROM owners", read=True)
         return {owner: OwnerRow(pid, host, seen_at) for owner, pid, host, seen_at in rows}
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
 
     def _set(self, task_id: str, fields: dict[str, Any], where: str) -> None:
         unknown = set(fields) - set(_COLUMNS[1:])
@@ -225,6 +266,65 @@ class TaskStore:
         if record is None:
             raise TaskError(f"no task with id {task_id}")
         return record
+
+
+class AsyncTaskStore:
+    """A `TaskStore` whose every call runs in a worker thread, one call at a time.
+
+    sqlite3 may wait seconds for another program's lock; on the event loop that would freeze
+    every session. One call at a time: the connection is shared (under the store's lock), so
+    more threads would only queue on that lock, each holding a worker thread while it waits.
+    """
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self.path = store.path
+        self._limiter = anyio.CapacityLimiter(1)  # writes (and the read-back some of them do)
+        self._read_limiter = anyio.CapacityLimiter(1)
+
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
+
+    async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._read_limiter)
+
+    async def create(self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None) -> TaskRecord:
+        return await self._call(self.store.create, tool, args, owner=owner, provider=provider)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        return await self._read(self.store.get, task_id)
+
+    async def update(self, task_id: str, **fields: Any) -> TaskRecord:
+        return await self._call(self.store.update, task_id, **fields)
+
+    async def finish(self, task_id: str, status: TaskStatus, **fields: Any) -> TaskRecord:
+        return await self._call(self.store.finish, task_id, status, **fields)
+
+    async def mark_running(self, task_id: str) -> None:
+        await self._call(self.store.mark_running, task_id)
+
+    async def claim(self, task_id: str, old_owner: str, new_owner: str) -> bool:
+        return await self._call(self.store.claim, task_id, old_owner, new_owner)
+
+    async def unfinished(self) -> list[TaskRecord]:
+        return await self._read(self.store.unfinished)
+
+    async def expire(self, older_than_seconds: float) -> int:
+        return await self._call(self.store.expire, older_than_seconds)
+
+    async def touch_owner(self, owner: str, pid: int, host: str) -> None:
+        await self._call(self.store.touch_owner, owner, pid, host)
+
+    async def drop_owner(self, owner: str) -> None:
+        await self._call(self.store.drop_owner, owner)
+
+    async def owners(self) -> dict[str, OwnerRow]:
+        return await self._read(self.store.owners)
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    reason = str(exc)
+    return "locked" in reason or "busy" in reason
 
 
 def _unusable(path: Path, exc: sqlite3.Error) -> str:

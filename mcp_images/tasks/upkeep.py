@@ -3,7 +3,8 @@
 `Owners` is this server's *owner* row (with its heartbeat) and the test of whether another
 task's owner is still there: only jobs whose owner is gone are orphans. `DeferredWrites` keeps
 what the database refused (a provider's job id, an outcome) in memory until a later write gets
-it in. `tasks.TaskManager` uses both; its housekeeping loop sets the pace.
+it in. `tasks.TaskManager` uses both; its housekeeping loop sets the pace. Every database call
+goes through `task_store.AsyncTaskStore`, off the event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from typing import Any
 
 from mcp_images.errors import TaskError
-from mcp_images.tasks.store import OwnerRow, TaskRecord, TaskStatus, TaskStore
+from mcp_images.tasks.store import AsyncTaskStore, OwnerRow, TaskRecord, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 class Owners:
     """This server's owner row, and whether the owner of another task is still there."""
 
-    def __init__(self, store: TaskStore, *, stale_after: float, pid_trust: float) -> None:
+    def __init__(self, store: AsyncTaskStore, *, stale_after: float, pid_trust: float) -> None:
         """``stale_after``: an owner silent this long is gone. ``pid_trust``: on this machine
         a live pid outweighs a silent heartbeat for this long."""
         self._store = store
@@ -33,22 +34,22 @@ class Owners:
         self.host = socket.gethostname()
         self.me = f"{self.host}:{os.getpid()}:{secrets.token_hex(6)}"
 
-    def heartbeat(self) -> None:
+    async def heartbeat(self) -> None:
         """Raises: TaskError: the database refused the write."""
-        self._store.touch_owner(self.me, os.getpid(), self.host)
+        await self._store.touch_owner(self.me, os.getpid(), self.host)
 
-    def leave(self) -> None:
+    async def leave(self) -> None:
         """Raises: TaskError: the database refused the write."""
-        self._store.drop_owner(self.me)
+        await self._store.drop_owner(self.me)
 
-    def orphans(self) -> list[TaskRecord]:
+    async def orphans(self) -> list[TaskRecord]:
         """Unfinished tasks whose owner is gone.
 
         Raises:
             TaskError: the database cannot be read.
         """
-        owners = self._store.owners()
-        return [record for record in self._store.unfinished() if not self.alive(record.owner, owners)]
+        owners = await self._store.owners()
+        return [record for record in await self._store.unfinished() if not self.alive(record.owner, owners)]
 
     def alive(self, owner: str, owners: dict[str, OwnerRow]) -> bool:
         if owner == self.me:
@@ -63,27 +64,39 @@ class Owners:
 
 
 class DeferredWrites:
-    """Writes to task records; one the database refuses is kept and written later."""
+    """Writes to task records; one the database refuses is kept and written later.
 
-    def __init__(self, store: TaskStore) -> None:
+    A kept field stays listed (`queued`) until a write of it succeeds, so that a reader never
+    misses a provider's job id while its write is still on the way.
+    """
+
+    def __init__(self, store: AsyncTaskStore) -> None:
         self._store = store
         # Fields per task, and outcomes (status, result or error, finished_at) per task.
         self._fields: dict[str, dict[str, Any]] = {}
         self._outcomes: dict[str, dict[str, Any]] = {}
 
-    def update(self, task_id: str, **fields: Any) -> None:
-        """Update a record now, or at the next `flush` if the database refuses."""
+    def keep(self, task_id: str, **fields: Any) -> None:
+        """Queue fields for the record without writing them yet (see `write_kept`)."""
         self._fields.setdefault(task_id, {}).update(fields)
-        try:
-            self._flush_one(task_id)
-        except TaskError:
-            logger.warning("task %s: could not write %s yet", task_id, sorted(fields), exc_info=True)
 
-    def finish(self, task_id: str, status: TaskStatus, **fields: Any) -> None:
+    async def write_kept(self, task_id: str) -> None:
+        """Write the task's queued fields now, or leave them for the next `flush`."""
+        try:
+            await self._flush_one(task_id)
+        except TaskError:
+            logger.warning("task %s: could not write %s yet", task_id, sorted(self._fields.get(task_id, {})))
+
+    async def update(self, task_id: str, **fields: Any) -> None:
+        """Update a record now, or at the next `flush` if the database refuses."""
+        self.keep(task_id, **fields)
+        await self.write_kept(task_id)
+
+    async def finish(self, task_id: str, status: TaskStatus, **fields: Any) -> None:
         """Write a job's outcome (after any fields still queued for it), or keep it for later."""
         try:
-            self._flush_one(task_id)  # a provider id waiting to be written goes first
-            self._store.finish(task_id, status, **fields)
+            await self._flush_one(task_id)  # a provider id waiting to be written goes first
+            await self._store.finish(task_id, status, **fields)
         except TaskError:
             logger.exception("task %s: could not record its outcome yet; kept until the database takes it", task_id)
             self._outcomes[task_id] = {"status": status, "finished_at": time.time(), **fields}
@@ -96,23 +109,31 @@ class DeferredWrites:
         """The task's outcome if it is kept here, not yet written: record fields to lay over."""
         return self._outcomes.get(task_id)
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Write what the database refused before: fields first, then outcomes.
 
         Raises:
             TaskError: the database still refuses (what is left stays queued).
         """
         for task_id in list(self._fields):
-            self._flush_one(task_id)
+            await self._flush_one(task_id)
         for task_id, outcome in list(self._outcomes.items()):
             fields = {k: v for k, v in outcome.items() if k not in ("status", "finished_at")}
-            self._store.finish(task_id, outcome["status"], **fields)
-            del self._outcomes[task_id]
+            await self._store.finish(task_id, outcome["status"], **fields)
+            self._outcomes.pop(task_id, None)
 
-    def _flush_one(self, task_id: str) -> None:
+    async def _flush_one(self, task_id: str) -> None:
         """Raises: TaskError: the database still refuses (the fields stay queued)."""
-        if task_id in self._fields:
-            self._store.update(task_id, **self._fields[task_id])
+        pending = self._fields.get(task_id)
+        if not pending:
+            return
+        written = dict(pending)
+        await self._store.update(task_id, **written)
+        # Fields queued again while the write was on its way stay for the next write.
+        for name, value in written.items():
+            if name in pending and pending[name] == value:
+                del pending[name]
+        if not pending and self._fields.get(task_id) is pending:
             del self._fields[task_id]
 
 
