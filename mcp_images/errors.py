@@ -37,14 +37,31 @@ class RequestError(McpImagesError):
 
 
 class ValidationProblem(RequestError):
-    """An argument breaks a rule of the chosen model.
+    """An argument is unknown, of the wrong type or out of bounds, or breaks a model's rule.
 
-    `field` names the argument (for example ``size``) so that a caller can point at it.
+    `field` names the (first) argument at fault, for example ``size``, so that a caller can
+    point at it; `fix` says what to send instead when there is one clear answer; `problems`
+    lists every (field, message) found, so an agent can correct all of them in one go.
     """
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        fix: str | None = None,
+        problems: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.problems = problems or ([(field, message)] if field else [])
+        self.fix = fix or _fix_of(self.problems[0][1] if self.problems else message)
+
+
+def _fix_of(message: str) -> str | None:
+    """The "what to change" half of a message written as "what is wrong; what to do"."""
+    _, sep, advice = message.rpartition("; ")
+    return advice.strip() or None if sep else None
 
 
 class InputError(RequestError):
@@ -162,4 +179,9 @@ def error_dict(exc: BaseException) -> dict[str, object]:
     field = getattr(exc, "field", None)
     if field:
         detail["field"] = field
+    if isinstance(exc, ValidationProblem):
+        if exc.fix:
+            detail["fix"] = exc.fix
+        if len(exc.problems) > 1:
+            detail["problems"] = [{"field": f, "message": m} for f, m in exc.problems]
     return detail

@@ -7,19 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from mcp_images.catalog.checks import check_params
 from mcp_images.catalog.edit_rules import InputFacts, check_edit_inputs
-from mcp_images.catalog.models import (
-    ImageParams,
-    check_params,
-    load_catalog,
-)
+from mcp_images.catalog.models import ImageParams, load_catalog
 from mcp_images.errors import ConfigError, ValidationProblem
 
 CATALOG = load_catalog()
 
 
 def params(model: str, **kw: object) -> ImageParams:
-    return ImageParams(prompt=str(kw.pop("prompt", "a red fox")), model=model, **kw)  # type: ignore[arg-type]
+    return ImageParams(prompt=str(kw.pop("prompt", "a red fox")), model=model, values=dict(kw))
 
 
 VALID = [
@@ -44,7 +41,16 @@ VALID = [
     ("dall-e-2", {"prompt": "x" * 1000}),
     ("gpt-image-2", {"prompt": "x" * 32000}),
     ("gpt-image-2", {"stream": True, "partial_images": 3}),
-    ("gpt-image-2.5-flare", {"size": "1234x777", "quality": "high"}),  # unknown: generic checks only
+    ("flux-1.1-pro", {"size": "1234x777", "quality": "ultra"}),  # unknown: generic checks only
+    # November 2026 (OpenAI's SDK 3.57)
+    ("gpt-image-2.5-sunburst", {"quality": "xhigh", "size": "2048x1152"}),
+    ("gpt-image-2.5-flare", {"quality": "max", "background": "transparent", "output_format": "webp"}),
+    ("gpt-image-2.5-flare-2026-09-08", {"complexity": "high"}),
+    ("gpt-image-2.5-sunburst", {"output_format": "gif", "frame_count": 16, "frame_duration_ms": 120}),
+    ("gpt-image-2.5-sunburst", {"output_format": "svg", "n": 1, "svg": {"model": "x"}}),
+    ("gpt-image-2", {"output_format": "svg"}),
+    ("gpt-image-2.6-flare", {"size": "1536x1024", "quality": "high", "complexity": "low"}),
+    ("gpt-image-2", {"safety_identifier": "user-7f3a"}),
 ]
 
 
@@ -81,8 +87,23 @@ INVALID = [
     ("dall-e-2", {"prompt": "x" * 1001}, "prompt", "at most 1,000"),
     ("dall-e-2", {"style": "vivid"}, "style", "does not take style"),
     ("gpt-image-2", {"partial_images": 2}, "partial_images", "stream=true"),
-    ("gpt-image-2", {"stream": True, "partial_images": 4}, "partial_images", "0-3"),
-    ("gpt-image-2.5-flare", {"size": "big"}, "size", "WIDTHxHEIGHT"),
+    ("gpt-image-2.5-flare", {"size": "1234x777"}, "size", "multiples of 16"),
+    ("gpt-image-2", {"quality": "xhigh"}, "quality", "low, medium, high, auto"),
+    ("gpt-image-2.6-sunburst", {"quality": "max"}, "quality", "low, medium, high, auto"),
+    ("gpt-image-1.5", {"complexity": "low"}, "complexity", "does not take complexity"),
+    ("gpt-image-1.5", {"output_format": "gif"}, "output_format", "png, jpeg, webp"),
+    ("gpt-image-2", {"frame_count": 4}, "frame_count", "output_format=gif"),
+    ("gpt-image-2", {"output_format": "gif", "stream": True}, "stream", "cannot stream"),
+    (
+        "gpt-image-2",
+        {"output_format": "gif", "output_compression": 50},
+        "output_compression",
+        "jpeg or webp; you have gif",
+    ),
+    ("gpt-image-2", {"output_format": "svg", "n": 2}, "n", "set n=1"),
+    ("gpt-image-2", {"output_format": "svg", "stream": True}, "stream", "cannot stream"),
+    ("gpt-image-2", {"svg": {"model": "x"}}, "svg", "output_format=svg"),
+    ("gpt-image-2.6-flare", {"background": "transparent"}, "background", "follows gpt-image-2"),
 ]
 
 
@@ -103,7 +124,11 @@ def test_every_broken_rule_is_listed_in_one_refusal() -> None:
 EDIT_RULES = [
     ("dall-e-3", {}, "model", "cannot edit"),
     ("gpt-image-2", {"input_fidelity": "high"}, "input_fidelity", "always uses high"),
-    ("gpt-image-1-mini", {"input_fidelity": "low"}, "input_fidelity", "does not take input_fidelity"),
+    ("gpt-image-1-mini", {"input_fidelity": "high"}, "input_fidelity", "only input_fidelity=low"),
+    ("gpt-image-2.5-sunburst", {"input_fidelity": "low"}, "input_fidelity", "always uses high"),
+    ("gpt-image-2", {"markup": "m.png"}, "markup", "does not take markup"),
+    ("gpt-image-2.5-flare", {"markup": "m.png", "mask": "k.png"}, "markup", "cannot be combined with mask"),
+    ("gpt-image-2.5-flare", {"output_format": "gif", "mask": "k.png"}, "mask", "gif cannot be combined"),
 ]
 
 
@@ -120,9 +145,47 @@ def test_input_fidelity_is_accepted_where_supported(model: str) -> None:
     check_params(CATALOG.get(model), params(model, input_fidelity="high"), edit=True)
 
 
-def test_input_fidelity_on_a_generation_is_refused() -> None:
-    with pytest.raises(ValidationProblem, match="edit_image only"):
-        check_params(CATALOG.get("gpt-image-1.5"), params("gpt-image-1.5", input_fidelity="high"))
+def test_gpt_image_1_mini_takes_low_input_fidelity_and_gpt_image_2_5_takes_markup() -> None:
+    check_params(CATALOG.get("gpt-image-1-mini"), params("gpt-image-1-mini", input_fidelity="low"), edit=True)
+    check_params(CATALOG.get("gpt-image-2.5-sunburst"), params("gpt-image-2.5-sunburst", markup="m.png"), edit=True)
+
+
+MODEL_NAMES = [
+    ("GPT-Image-1.5", "gpt-image-1.5"),
+    ("gpt_image_2", "gpt-image-2"),
+    ("GPT Image 2.5 Flare", "gpt-image-2.5-flare"),
+    ("gpt-image-2.5-sunburst-2026-09-08", "gpt-image-2.5-sunburst-2026-09-08"),
+    ("ChatGPT-Image-Latest", "chatgpt-image-latest"),
+]
+
+
+@pytest.mark.parametrize(("asked", "canonical"), MODEL_NAMES)
+def test_case_and_separator_variants_find_their_catalog_model(asked: str, canonical: str) -> None:
+    assert CATALOG.canonical(asked) == canonical
+    assert CATALOG.get(asked).known
+
+
+@pytest.mark.parametrize(("asked", "near"), [("gpt-image-1.6", "gpt-image-1.5"), ("gpt-image2", "gpt-image-2")])
+def test_a_name_close_to_a_catalog_model_runs_permissive_with_a_did_you_mean(asked: str, near: str) -> None:
+    spec = CATALOG.get(asked)
+    assert not spec.known
+    assert f"Did you mean {near!r}?" in (spec.notes or "")
+
+
+def test_a_name_far_from_every_catalog_model_gets_no_suggestion() -> None:
+    assert "Did you mean" not in (CATALOG.get("flux-1.1-pro").notes or "")
+
+
+def test_rows_the_sdk_is_silent_on_are_marked_inferred() -> None:
+    assert "complexity" in CATALOG.get("gpt-image-2.5-sunburst").inferred
+    assert CATALOG.get("gpt-image-2.6-flare").inferred
+    assert not CATALOG.get("dall-e-3").inferred
+
+
+def test_retired_models_name_their_successors_in_the_catalog() -> None:
+    life = CATALOG.get("gpt-image-1").lifecycle
+    assert life is not None and life.retired_on_openai == "2026-10-23"
+    assert "gpt-image-2.5-sunburst" in life.successors
 
 
 def test_a_size_above_2560x1440_passes_with_an_experimental_warning() -> None:

@@ -93,7 +93,7 @@ async def test_a_model_without_a_price_still_gets_a_token_estimate(client: Clien
     )
     assert not result.is_error
     assert result.structured_content["total_usd"] is None
-    assert "no price known" in text_of(result)
+    assert "no published price" in text_of(result)
     assert any(line["tokens"] for line in result.structured_content["lines"])
 
 

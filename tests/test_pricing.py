@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mcp_images.errors import ConfigError
-from mcp_images.pricing.costs import CostBreakdown, actual_cost, estimate_cost, format_usd
+from mcp_images.pricing.costs import CostBreakdown, PricedCall, actual_cost, estimate_cost, format_usd
 from mcp_images.pricing.table import PriceTable, load_price_table
 
 CONTRACT_USAGE = {
@@ -48,7 +48,7 @@ def line(cost: CostBreakdown, kind: str) -> tuple[int | None, float | None]:
 def test_gpt_image_2_estimates_match_openais_per_image_prices(
     table: PriceTable, quality: str, size: str, usd: float
 ) -> None:
-    cost = estimate_cost(table, model="gpt-image-2", size=size, quality=quality)
+    cost = estimate_cost(table, PricedCall(model="gpt-image-2", size=size, quality=quality))
     assert cost.total_usd is not None and round(cost.total_usd, 3) == usd
     assert not cost.exact and cost.source == "estimate"
     assert "gpt-image-2 formula" in cost.summary()
@@ -71,7 +71,7 @@ def test_gpt_image_2_estimates_match_openais_per_image_prices(
 def test_gpt_image_1_mini_estimates_match_its_per_image_prices(
     table: PriceTable, quality: str, size: str, usd: float
 ) -> None:
-    cost = estimate_cost(table, model="gpt-image-1-mini", size=size, quality=quality)
+    cost = estimate_cost(table, PricedCall(model="gpt-image-1-mini", size=size, quality=quality))
     assert cost.total_usd == pytest.approx(usd)
     tokens, _ = line(cost, "image_out")
     assert tokens is not None and tokens > 0  # tokens are still reported, labelled estimates
@@ -95,17 +95,17 @@ def test_gpt_image_1_mini_estimates_match_its_per_image_prices(
 def test_dall_e_costs_are_the_per_image_list_price_times_n(
     table: PriceTable, model: str, quality: str, size: str, usd: float
 ) -> None:
-    cost = estimate_cost(table, model=model, size=size, quality=quality, n=3)
+    cost = estimate_cost(table, PricedCall(model=model, size=size, quality=quality, n=3))
     assert cost.total_usd == pytest.approx(3 * usd)
     assert cost.per_image_usd == pytest.approx(usd)
     assert cost.exact
-    billed = actual_cost(table, model=model, usage=None, n=3, size=size, quality=quality)
+    billed = actual_cost(table, PricedCall(model=model, n=3, size=size, quality=quality), None)
     assert billed.total_usd == pytest.approx(3 * usd) and billed.exact
 
 
 @pytest.mark.parametrize(("model", "usd"), [("dall-e-3", 0.04), ("dall-e-2", 0.020)])
 def test_dall_e_without_quality_or_size_uses_the_documented_defaults(table: PriceTable, model: str, usd: float) -> None:
-    cost = estimate_cost(table, model=model)
+    cost = estimate_cost(table, PricedCall(model=model))
     assert cost.total_usd == pytest.approx(usd) and cost.total_usd_max is None
     assert any("default" in note for note in cost.notes)
 
@@ -122,7 +122,7 @@ def test_dall_e_without_quality_or_size_uses_the_documented_defaults(table: Pric
 def test_gpt_image_1_family_prices_its_table_tokens_at_the_image_out_rate(
     table: PriceTable, model: str, size: str, quality: str, tokens: int, price: float
 ) -> None:
-    cost = estimate_cost(table, model=model, size=size, quality=quality)
+    cost = estimate_cost(table, PricedCall(model=model, size=size, quality=quality))
     assert line(cost, "image_out") == (tokens, pytest.approx(tokens * price / 1e6))
     assert cost.exact  # published table x published price, no prompt to approximate
 
@@ -132,7 +132,9 @@ def test_edit_input_images_are_counted_by_the_tile_rule(
     table: PriceTable, size: str, tokens: int, price: float
 ) -> None:
     w, h = (int(x) for x in size.split("x"))
-    cost = estimate_cost(table, model="gpt-image-1", size="1024x1024", quality="low", input_sizes=[(w, h)], edit=True)
+    cost = estimate_cost(
+        table, PricedCall(model="gpt-image-1", size="1024x1024", quality="low", input_sizes=[(w, h)], edit=True)
+    )
     assert line(cost, "image_in") == (tokens, pytest.approx(tokens * price / 1e6))
     assert not any(ln.kind == "input_fidelity" for ln in cost.lines)
 
@@ -151,19 +153,16 @@ def test_high_input_fidelity_adds_its_surcharge_per_input(
 ) -> None:
     cost = estimate_cost(
         table,
-        model=model,
-        size="1024x1024",
-        quality="low",
-        input_sizes=sizes,
-        input_fidelity=fidelity,
-        edit=True,
+        PricedCall(model=model, size="1024x1024", quality="low", input_sizes=sizes, input_fidelity=fidelity, edit=True),
     )
     tokens, usd = line(cost, "input_fidelity")
     assert tokens == extra and usd is not None and usd > 0
 
 
 def test_partial_images_add_100_output_tokens_each_per_image(table: PriceTable) -> None:
-    cost = estimate_cost(table, model="gpt-image-1.5", n=2, size="1024x1024", quality="low", partial_images=3)
+    cost = estimate_cost(
+        table, PricedCall(model="gpt-image-1.5", n=2, size="1024x1024", quality="low", partial_images=3)
+    )
     assert line(cost, "partial_images") == (600, pytest.approx(600 * 32.00 / 1e6))
     assert cost.total_usd == pytest.approx((2 * 272 + 600) * 32.00 / 1e6)
 
@@ -172,7 +171,7 @@ def test_partial_images_add_100_output_tokens_each_per_image(table: PriceTable) 
 def test_auto_quality_or_size_gives_a_range_and_says_so(
     table: PriceTable, size: str | None, quality: str | None
 ) -> None:
-    cost = estimate_cost(table, model="gpt-image-2", size=size, quality=quality)
+    cost = estimate_cost(table, PricedCall(model="gpt-image-2", size=size, quality=quality))
     assert cost.total_usd is not None and cost.total_usd_max is not None
     assert round(cost.total_usd, 3) < round(cost.total_usd_max, 3) == 0.211
     assert any("range" in note for note in cost.notes)
@@ -180,26 +179,26 @@ def test_auto_quality_or_size_gives_a_range_and_says_so(
 
 
 def test_a_range_keeps_its_bounds_per_image(table: PriceTable) -> None:
-    cost = estimate_cost(table, model="gpt-image-1", n=2, size="1024x1024")
+    cost = estimate_cost(table, PricedCall(model="gpt-image-1", n=2, size="1024x1024"))
     assert cost.per_image_usd == pytest.approx(272 * 40 / 1e6)
     assert cost.per_image_usd_max == pytest.approx(4160 * 40 / 1e6)
 
 
 def test_gpt_image_2_prices_arbitrary_sizes_by_the_formula(table: PriceTable) -> None:
-    cost = estimate_cost(table, model="gpt-image-2", size="2048x1152", quality="medium")
+    cost = estimate_cost(table, PricedCall(model="gpt-image-2", size="2048x1152", quality="medium"))
     tokens, usd = line(cost, "image_out")
     assert tokens and usd == pytest.approx(tokens * 30 / 1e6)
 
 
 def test_the_prompt_is_priced_as_approximate_text_tokens(table: PriceTable) -> None:
-    cost = estimate_cost(table, model="gpt-image-1", size="1024x1024", quality="low", prompt="x" * 40)
+    cost = estimate_cost(table, PricedCall(model="gpt-image-1", size="1024x1024", quality="low", prompt="x" * 40))
     assert line(cost, "text_in") == (10, pytest.approx(10 * 5 / 1e6))
     assert not cost.exact
 
 
 @pytest.mark.parametrize(("model", "usd"), [("gpt-image-1.5", 0.220756), ("gpt-image-2", 0.212436)])
 def test_actual_cost_from_the_contracts_recorded_usage_is_exact(table: PriceTable, model: str, usd: float) -> None:
-    cost = actual_cost(table, model=model, usage=CONTRACT_USAGE, n=1, size="1024x1024", quality="high")
+    cost = actual_cost(table, PricedCall(model=model, n=1, size="1024x1024", quality="high"), CONTRACT_USAGE)
     assert cost.total_usd == pytest.approx(usd)
     assert cost.exact and cost.source == "usage"
     assert line(cost, "image_in")[0] == 10917 and line(cost, "text_in")[0] == 60
@@ -207,18 +206,18 @@ def test_actual_cost_from_the_contracts_recorded_usage_is_exact(table: PriceTabl
 
 def test_actual_cost_reads_302ai_chat_style_usage(table: PriceTable) -> None:
     usage = {"prompt_tokens": 60, "completion_tokens": 4160, "total_tokens": 4220, "x": None}
-    cost = actual_cost(table, model="gpt-image-1", usage=usage, n=1, size=None, quality=None)
+    cost = actual_cost(table, PricedCall(model="gpt-image-1", n=1, size=None, quality=None), usage)
     assert cost.total_usd == pytest.approx((60 * 5 + 4160 * 40) / 1e6)
 
 
 def test_actual_cost_prices_reported_text_output_for_gpt_image_1_5(table: PriceTable) -> None:
     usage = {**CONTRACT_USAGE, "output_tokens_details": {"image_tokens": 4160, "text_tokens": 100}}
-    cost = actual_cost(table, model="gpt-image-1.5", usage=usage, n=1, size=None, quality=None)
+    cost = actual_cost(table, PricedCall(model="gpt-image-1.5", n=1, size=None, quality=None), usage)
     assert line(cost, "text_out") == (100, pytest.approx(100 * 10 / 1e6))
 
 
 def test_actual_cost_without_usage_is_a_labelled_estimate(table: PriceTable) -> None:
-    cost = actual_cost(table, model="gpt-image-1", usage=None, n=1, size="1024x1024", quality="high")
+    cost = actual_cost(table, PricedCall(model="gpt-image-1", n=1, size="1024x1024", quality="high"), None)
     assert cost.source == "estimate" and not cost.exact
     assert "no usage" in cost.notes[0]
     assert cost.total_usd == pytest.approx(4160 * 40 / 1e6)
@@ -227,37 +226,34 @@ def test_actual_cost_without_usage_is_a_labelled_estimate(table: PriceTable) -> 
 def test_an_unsplit_edit_usage_is_marked_partly_estimated(table: PriceTable) -> None:
     cost = actual_cost(
         table,
-        model="gpt-image-1",
-        usage={"input_tokens": 250, "output_tokens": 272},
-        n=1,
-        size="1024x1024",
-        quality="low",
-        input_sizes=[(1024, 1024)],
-        edit=True,
+        PricedCall(model="gpt-image-1", n=1, size="1024x1024", quality="low", input_sizes=[(1024, 1024)], edit=True),
+        {"input_tokens": 250, "output_tokens": 272},
     )
     assert line(cost, "image_in")[0] == 194 and line(cost, "text_in")[0] == 56
     assert not cost.exact and "partly estimated" in cost.summary()
 
 
 def test_a_model_without_a_price_still_shows_its_token_estimate(table: PriceTable) -> None:
-    cost = estimate_cost(table, model="gpt-image-2.5-flare", size="1024x1024", quality="high")
+    cost = estimate_cost(table, PricedCall(model="gpt-image-2.5-flare", size="1024x1024", quality="high"))
     assert cost.total_usd is None and cost.per_image_usd is None
-    assert "no price known for gpt-image-2.5-flare" in cost.notes
+    assert any(n.startswith("no published price for gpt-image-2.5-flare") for n in cost.notes)
+    assert any("MCP_IMAGES_PRICES" in n for n in cost.notes)
     assert line(cost, "image_out") == (7024, None)
-    assert cost.summary().startswith("no price known for gpt-image-2.5-flare (tokens:")
-    billed = actual_cost(table, model="gpt-image-2.5-flare", usage=CONTRACT_USAGE, n=1, size=None, quality=None)
+    assert cost.summary().startswith("no published price for gpt-image-2.5-flare:")
+    assert cost.summary().endswith("(tokens: image_out 7024)")
+    billed = actual_cost(table, PricedCall(model="gpt-image-2.5-flare", n=1, size=None, quality=None), CONTRACT_USAGE)
     assert billed.total_usd is None and line(billed, "image_out")[0] == 4160
 
 
 def test_a_catalog_alias_finds_its_models_price(table: PriceTable) -> None:
-    cost = estimate_cost(table, model="my-gpt2", aliases=["gpt-image-2"], size="1024x1024", quality="high")
+    cost = estimate_cost(table, PricedCall(model="my-gpt2", aliases=["gpt-image-2"], size="1024x1024", quality="high"))
     assert cost.total_usd is not None and round(cost.total_usd, 3) == 0.211
-    dated = estimate_cost(table, model="gpt-image-2-2026-04-21", size="1024x1024", quality="high")
+    dated = estimate_cost(table, PricedCall(model="gpt-image-2-2026-04-21", size="1024x1024", quality="high"))
     assert dated.total_usd == cost.total_usd
 
 
 def test_every_estimate_names_its_table_and_date(table: PriceTable) -> None:
-    cost = estimate_cost(table, model="gpt-image-1", size="1024x1024", quality="low")
+    cost = estimate_cost(table, PricedCall(model="gpt-image-1", size="1024x1024", quality="low"))
     assert (cost.price_table, cost.price_date, cost.currency) == (
         "OpenAI list prices",
         "2026-08",
@@ -283,11 +279,11 @@ def test_an_override_file_changes_a_price_and_adds_a_model(tmp_path: Path) -> No
     }
     table = load_price_table(write(tmp_path, json.dumps(override)))
     assert (table.name, table.date) == ("302.ai", "2026-09")
-    doubled = estimate_cost(table, model="gpt-image-2", size="1024x1024", quality="high")
+    doubled = estimate_cost(table, PricedCall(model="gpt-image-2", size="1024x1024", quality="high"))
     assert doubled.total_usd == pytest.approx(7024 * 60 / 1e6)
     assert table.models["gpt-image-2"].token_price("text_in") == 5.00  # untouched fields stay
     assert table.models["gpt-image-2"].aliases == ["gpt-image-2-2026-04-21"]
-    added = estimate_cost(table, model="seedream-4", size="1024x1024", quality="standard", n=2)
+    added = estimate_cost(table, PricedCall(model="seedream-4", size="1024x1024", quality="standard", n=2))
     assert added.total_usd == pytest.approx(0.06)
     assert "gpt-image-1" in table.models
 
@@ -297,9 +293,9 @@ def test_an_override_in_another_currency_drops_the_usd_built_ins(tmp_path: Path)
     override = {"currency": "PTC", "models": {"gpt-image-1": entry}}
     table = load_price_table(write(tmp_path, json.dumps(override)))
     assert list(table.models) == ["gpt-image-1"] and table.name == "prices.json"
-    cost = estimate_cost(table, model="gpt-image-1", size="1024x1024", quality="high")
+    cost = estimate_cost(table, PricedCall(model="gpt-image-1", size="1024x1024", quality="high"))
     assert cost.summary().startswith("0.166 PTC (")
-    assert estimate_cost(table, model="gpt-image-2").total_usd is None
+    assert estimate_cost(table, PricedCall(model="gpt-image-2")).total_usd is None
 
 
 def test_a_json_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:

@@ -269,8 +269,9 @@ def _example(marker: str) -> str:
 def test_the_catalog_example_adds_a_model_the_server_then_knows(tmp_path: Path) -> None:
     path = tmp_path / "catalog.json"
     path.write_text(_example("catalog"), encoding="utf-8")
-    spec = load_catalog(path).get("gpt-image-2.5-flare")
+    spec = load_catalog(path).get("gpt-image-3-preview")
     assert spec.known and spec.edits
+    assert "xhigh" in spec.accepts["quality"]  # type: ignore[operator]
 
 
 def test_the_prices_example_overrides_one_price_and_keeps_the_rest(tmp_path: Path) -> None:

@@ -44,13 +44,17 @@ async def test_tools_list_names_every_parameter_with_enums_and_bounds(client: Cl
         "user",
     ):
         assert gen[name]["description"], name
-    assert gen["quality"]["enum"] == ["low", "medium", "high", "auto", "standard", "hd"]
+    assert gen["quality"]["enum"] == ["low", "medium", "high", "auto", "xhigh", "max", "standard", "hd"]
+    assert gen["output_format"]["enum"] == ["png", "jpeg", "webp", "gif", "svg"]
+    assert {"complexity", "frame_count", "frame_duration_ms", "svg", "safety_identifier"} <= set(gen)
+    for tool in tools.values():
+        assert tool.input_schema["additionalProperties"] is False, tool.name
     assert (gen["n"]["minimum"], gen["n"]["maximum"]) == (1, 10)
     assert (gen["output_compression"]["minimum"], gen["output_compression"]["maximum"]) == (0, 100)
     assert tools["generate_image"].input_schema["required"] == ["prompt"]
     edit = tools["edit_image"].input_schema
     assert set(edit["required"]) == {"prompt", "image"}
-    assert {"mask", "input_fidelity"} <= set(edit["properties"])
+    assert {"mask", "markup", "input_fidelity"} <= set(edit["properties"])
     annotations = tools["generate_image"].annotations
     assert annotations is not None and annotations.open_world_hint is True
 
@@ -139,10 +143,10 @@ async def test_out_of_schema_arguments_are_refused_with_the_field_named(client: 
 
 
 async def test_an_unknown_model_is_passed_through_and_the_result_says_so(client: Client, sandbox: Any) -> None:
-    result = await client.call_tool("generate_image", {"prompt": "x", "model": "gpt-image-2.5-flare"})
+    result = await client.call_tool("generate_image", {"prompt": "x", "model": "gpt-image-3-preview"})
     assert not result.is_error, text_of(result)
     assert "not in the model catalog" in text_of(result)
-    assert sandbox.state.image_requests()[0].fields["model"] == "gpt-image-2.5-flare"
+    assert sandbox.state.image_requests()[0].fields["model"] == "gpt-image-3-preview"
 
 
 async def test_without_a_key_the_server_lists_tools_and_a_call_names_the_variable(tmp_path: Path, sandbox: Any) -> None:

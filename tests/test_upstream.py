@@ -243,7 +243,7 @@ async def test_several_images_are_repeated_image_brackets_and_the_mask_is_mask(
     ]
     mask = UploadFile("mask.png", "image/png", data=b"MASK")
     async with upstream(ok()) as c:
-        await c.api.edit({"model": "gpt-image-2", "prompt": "merge"}, images, mask)
+        await c.api.edit({"model": "gpt-image-2", "prompt": "merge"}, images, {"mask": mask})
     files = [(name, filename, data) for name, filename, data in form_parts(c.fake.requests[0]) if filename]
     assert files == [
         ("image[]", "a.png", PNG),

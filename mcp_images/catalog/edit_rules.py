@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcp_images.catalog.models import GENERIC_EDIT_MAX_IMAGES, ModelSpec, join_problems, one_of
-from mcp_images.errors import ValidationProblem
+from mcp_images.catalog.arguments import problem_from
+from mcp_images.catalog.checks import one_of
+from mcp_images.catalog.models import GENERIC_EDIT_MAX_IMAGES, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,33 @@ def image_count_problem(spec: ModelSpec, count: int) -> str | None:
     return None
 
 
-def check_edit_inputs(spec: ModelSpec, images: list[InputFacts], mask: InputFacts | None) -> None:
-    """The edit-input rules: count, type by content, size, squareness, mask shape.
+def _overlay_problems(what: str, facts: InputFacts, images: list[InputFacts], limit: int) -> list[tuple[str, str]]:
+    """A mask's or markup's rules: a PNG with alpha, under the limit, the first image's pixel size."""
+    label = "the mask" if what == "mask" else "the markup"
+    out: list[tuple[str, str]] = []
+    if facts.format != "png":
+        out.append((what, f"{label} is {facts.format or 'not an image'}; it must be a PNG with an alpha channel"))
+    elif not facts.has_alpha:
+        clear = "the area to edit fully transparent (alpha 0)" if what == "mask" else "everything but the drawing transparent"
+        out.append((what, f"{label} has no alpha channel: save it as RGBA PNG with {clear}"))
+    if facts.bytes > limit:
+        out.append((what, f"{label} is {facts.bytes / 1e6:.1f} MB; it must be under {limit // (1024 * 1024)} MB"))
+    if images and (facts.width, facts.height) != (images[0].width, images[0].height):
+        first = images[0]
+        out.append(
+            (
+                what,
+                f"{label} is {facts.width}x{facts.height} but the first image is {first.width}x{first.height}; "
+                "they must match exactly",
+            )
+        )
+    return out
+
+
+def check_edit_inputs(
+    spec: ModelSpec, images: list[InputFacts], mask: InputFacts | None, *, markup: InputFacts | None = None
+) -> None:
+    """The edit-input rules: count, type by content, size, squareness, mask and markup shape.
 
     Raises:
         ValidationProblem: one or more inputs break a rule (all are listed).
@@ -64,26 +90,8 @@ def check_edit_inputs(spec: ModelSpec, images: list[InputFacts], mask: InputFact
                 ("image", f"{img.label} is {img.width}x{img.height}; {name} needs a square PNG (crop it square first)")
             )
     if mask is not None:
-        if mask.format != "png":
-            problems.append(
-                ("mask", f"the mask is {mask.format or 'not an image'}; it must be a PNG with an alpha channel")
-            )
-        elif not mask.has_alpha:
-            problems.append(
-                (
-                    "mask",
-                    "the mask has no alpha channel: save it as RGBA PNG with the area to edit fully transparent (alpha 0)",
-                )
-            )
-        if mask.bytes > spec.mask_max_bytes:
-            problems.append(("mask", f"the mask is {mask.bytes / 1e6:.1f} MB; it must be under 4 MB"))
-        if images and (mask.width, mask.height) != (images[0].width, images[0].height):
-            first = images[0]
-            problems.append(
-                (
-                    "mask",
-                    f"the mask is {mask.width}x{mask.height} but the first image is {first.width}x{first.height}; they must match exactly",
-                )
-            )
+        problems += _overlay_problems("mask", mask, images, spec.mask_max_bytes)
+    if markup is not None:
+        problems += _overlay_problems("markup", markup, images, spec.mask_max_bytes)
     if problems:
-        raise ValidationProblem(join_problems(problems), field=problems[0][0])
+        raise problem_from(problems)

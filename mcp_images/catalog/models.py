@@ -1,44 +1,42 @@
-"""The model catalog: what each image model accepts, as data, and the parameter checks built on it.
+"""The model catalog: what each image model accepts, as data, and how a name finds its model.
 
-The rules live in ``data/catalog.json`` (from the upstream contract). A user's own file
-(``MCP_IMAGES_CATALOG``) in the same shape overrides or adds models, so a new model is a data
-change. A model name found nowhere gets the permissive profile: only the generic checks, and
-the result says so. The checks of an edit's input files are `edit_rules`'.
+The rules live in ``data/catalog.json`` (from the upstream contract and OpenAI's SDK 3.57).
+A user's own file (``MCP_IMAGES_CATALOG``) in the same shape overrides or adds models, so a
+new model is a data change. A row's ``accepts`` says, per declared parameter
+(`catalog.parameters`), which values the model takes; ``inferred`` lists the rows the SDK is
+silent on; ``lifecycle`` says where the model has been retired and what replaced it.
 
-Nothing here imports ``mcp``; the tool layer turns `ValidationProblem` into tool errors.
+A name is resolved exactly, then by case and separator (``GPT-Image-1.5``, ``gpt_image_2``);
+any other name gets the permissive profile (a model released tomorrow must not be blocked),
+with a "did you mean" when it is close to a catalog name. The checks are `checks`'.
+
+Nothing here imports ``mcp``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mcp_images.errors import ConfigError, ValidationProblem
+from mcp_images.errors import ConfigError
 
-Quality = Literal["low", "medium", "high", "auto", "standard", "hd"]
-Background = Literal["transparent", "opaque", "auto"]
-OutputFormat = Literal["png", "jpeg", "webp"]
-Moderation = Literal["low", "auto"]
-Style = Literal["vivid", "natural"]
-InputFidelity = Literal["low", "high"]
-
-SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 GENERIC_PROMPT_MAX = 32_000
 GENERIC_N_MAX = 10
 GENERIC_EDIT_MAX_IMAGES = 16
 GENERIC_EDIT_MAX_BYTES = 50 * 1024 * 1024
 MASK_MAX_BYTES = 4 * 1024 * 1024
+CLOSE_NAME_CUTOFF = 0.85  # difflib ratio: gpt-image2 ~ gpt-image-2, flux-pro is nowhere near
 
 
 class SizeRule(BaseModel):
-    """gpt-image-2's rule for free sizes: ``WIDTHxHEIGHT`` within these bounds."""
+    """Free sizes: ``WIDTHxHEIGHT`` within these bounds (gpt-image-2 and newer)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,8 +48,18 @@ class SizeRule(BaseModel):
     experimental_above_pixels: int | None = None
 
 
+class Lifecycle(BaseModel):
+    """Where a model is gone or going, and what replaces it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retired_on_openai: str | None = None  # date OpenAI's own API shut it down
+    shutdown_announced: str | None = None  # date OpenAI announced it will shut it down
+    successors: list[str] = Field(default_factory=list)
+
+
 class ModelSpec(BaseModel):
-    """One model's rules. Empty lists mean "this model does not take the parameter"."""
+    """One model's rules. A parameter missing from ``accepts`` is not taken by the model."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,27 +67,22 @@ class ModelSpec(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     family: str = "other"
     known: bool = True
+    source: str = "contract"  # where the row's facts come from
+    inferred: list[str] = Field(default_factory=list)  # accepts keys the source is silent on
     sizes: list[str] = Field(default_factory=list)
     size_rule: SizeRule | None = None
-    qualities: list[str] = Field(default_factory=list)
-    backgrounds: list[str] = Field(default_factory=list)
-    formats: list[str] = Field(default_factory=list)
-    compression: bool = False
-    moderation: bool = False
     n_max: int = 1
     prompt_max: int = GENERIC_PROMPT_MAX
-    stream: bool = False
-    partial_images_max: int = 3
+    accepts: dict[str, list[Any] | bool | dict[str, float]] = Field(default_factory=dict)
+    refusals: dict[str, str] = Field(default_factory=dict)  # a better message than "does not take"
     edits: bool = False
     edit_max_images: int = 0
     edit_formats: list[str] = Field(default_factory=list)
     edit_max_bytes: int = GENERIC_EDIT_MAX_BYTES
     edit_square_only: bool = False
     mask_max_bytes: int = MASK_MAX_BYTES
-    input_fidelity: bool = False
-    input_fidelity_note: str | None = None
-    styles: list[str] = Field(default_factory=list)
     response_formats: list[str] = Field(default_factory=list)
+    lifecycle: Lifecycle | None = None
     notes: str | None = None
 
     @property
@@ -87,26 +90,28 @@ class ModelSpec(BaseModel):
         return [self.name, *self.aliases]
 
 
-def permissive_spec(name: str) -> ModelSpec:
+def permissive_spec(name: str, near: str | None = None) -> ModelSpec:
     """The profile for a model the catalog does not know: generic checks only."""
+    hint = f" Did you mean {near!r}?" if near else ""
     return ModelSpec(
         name=name,
         family="unknown",
         known=False,
         n_max=GENERIC_N_MAX,
         prompt_max=GENERIC_PROMPT_MAX,
-        stream=True,
         edits=True,
         edit_max_images=GENERIC_EDIT_MAX_IMAGES,
         edit_formats=["png", "jpeg", "webp"],
-        compression=True,
-        moderation=True,
-        input_fidelity=True,
         notes=(
             f"{name!r} is not in the model catalog: only generic checks were applied and the "
-            "upstream has the last word. Add it to a catalog file (MCP_IMAGES_CATALOG) for full rules."
+            f"upstream has the last word.{hint} Add it to a catalog file (MCP_IMAGES_CATALOG) for full rules."
         ),
     )
+
+
+def _flat(name: str) -> str:
+    """A name with case and separators made uniform: ``GPT_Image 1.5`` -> ``gpt-image-1.5``."""
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
 @dataclass(frozen=True)
@@ -115,18 +120,36 @@ class Catalog:
 
     models: dict[str, ModelSpec]
     by_name: dict[str, ModelSpec] = field(default_factory=dict)
+    by_flat: dict[str, ModelSpec] = field(default_factory=dict)
 
     @classmethod
     def from_models(cls, models: dict[str, ModelSpec]) -> Catalog:
         by_name: dict[str, ModelSpec] = {}
+        by_flat: dict[str, ModelSpec] = {}
         for spec in models.values():
             for alias in spec.all_names:
                 by_name[alias] = spec
-        return cls(models=models, by_name=by_name)
+                by_flat.setdefault(_flat(alias), spec)
+        return cls(models=models, by_name=by_name, by_flat=by_flat)
+
+    def canonical(self, model: str) -> str:
+        """The catalog's own spelling of ``model`` (an alias stays itself), or ``model``."""
+        if model in self.by_name:
+            return model
+        spec = self.by_flat.get(_flat(model))
+        if spec is None:
+            return model
+        return next(a for a in spec.all_names if _flat(a) == _flat(model))
+
+    def closest(self, model: str) -> str | None:
+        """The catalog name ``model`` most likely means, when it is not one."""
+        found = difflib.get_close_matches(_flat(model), list(self.by_flat), n=1, cutoff=CLOSE_NAME_CUTOFF)
+        return self.canonical(found[0]) if found else None
 
     def get(self, model: str) -> ModelSpec:
-        """The spec for ``model``: the catalog's, or the permissive profile."""
-        return self.by_name.get(model) or permissive_spec(model)
+        """The spec for ``model`` (exact or case/separator variant), or the permissive profile."""
+        spec = self.by_name.get(model) or self.by_flat.get(_flat(model))
+        return spec or permissive_spec(model, self.closest(model))
 
     def names(self) -> list[str]:
         return [n for spec in self.models.values() for n in spec.all_names]
@@ -137,6 +160,8 @@ def _parse_models(raw: Any, source: str) -> dict[str, ModelSpec]:
         raise ConfigError(f'{source}: expected an object with a "models" object inside')
     models: dict[str, ModelSpec] = {}
     for name, body in raw["models"].items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: model {name!r} must be an object")
         try:
             models[name] = ModelSpec.model_validate({**body, "name": name})
         except ValidationError as exc:
@@ -147,10 +172,9 @@ def _parse_models(raw: Any, source: str) -> dict[str, ModelSpec]:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    from mcp_images.config_files import read_config_text
+
+    text = read_config_text(path, setting="MCP_IMAGES_CATALOG", what="catalog file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -175,163 +199,48 @@ def load_catalog(user_file: Path | None = None) -> Catalog:
     return Catalog.from_models(models)
 
 
-# --- checks -------------------------------------------------------------------------------
-
-
-def parse_size(size: str) -> tuple[int, int] | None:
-    """``"1536x1024"`` -> ``(1536, 1024)``; ``None`` for ``auto`` or anything else."""
-    m = SIZE_PATTERN.match(size)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def size_rule_problem(rule: SizeRule, width: int, height: int) -> str | None:
-    """Why ``width x height`` breaks a free-size rule, or None when it fits."""
-    long, short = max(width, height), min(width, height)
-    pixels = width * height
-    if width % rule.multiple or height % rule.multiple:
-        w = round(width / rule.multiple) * rule.multiple
-        h = round(height / rule.multiple) * rule.multiple
-        return f"both sides must be multiples of {rule.multiple} (nearest: {w}x{h})"
-    if long > rule.max_side:
-        return f"the longest side may be at most {rule.max_side} px"
-    if long / short > rule.max_ratio:
-        return f"the aspect ratio may be at most {rule.max_ratio:g}:1"
-    if pixels < rule.min_pixels:
-        return f"the image must have at least {rule.min_pixels:,} pixels (e.g. 1024x640); it has {pixels:,}"
-    if pixels > rule.max_pixels:
-        return f"the image may have at most {rule.max_pixels:,} pixels (e.g. 3840x2160); it has {pixels:,}"
-    return None
-
-
-def one_of(values: list[str]) -> str:
-    """A list of allowed values as a message shows it."""
-    return ", ".join(values)
-
-
 @dataclass
 class ImageParams:
-    """The parameters of one generate or edit call, as the agent gave them (None = not given)."""
+    """One generate or edit call's checked arguments: the prompt, the model, and every other
+    declared parameter the caller gave (``values``, by declared name; None = not given)."""
 
     prompt: str
     model: str
-    n: int | None = None
-    size: str | None = None
-    quality: str | None = None
-    background: str | None = None
-    output_format: str | None = None
-    output_compression: int | None = None
-    moderation: str | None = None
-    style: str | None = None
-    user: str | None = None
-    input_fidelity: str | None = None
-    stream: bool = False
-    partial_images: int | None = None
+    values: dict[str, Any] = field(default_factory=dict)
     # Where to save (already checked to stay inside the output folder); not sent upstream.
     subdir: Path | None = None
     filename: str | None = None
 
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    @property
+    def n(self) -> int | None:
+        return self.values.get("n")
+
+    @property
+    def size(self) -> str | None:
+        return self.values.get("size")
+
+    @property
+    def quality(self) -> str | None:
+        return self.values.get("quality")
+
+    @property
+    def background(self) -> str | None:
+        return self.values.get("background")
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.values.get("stream"))
+
+    @property
+    def partial_images(self) -> int | None:
+        return self.values.get("partial_images")
+
+    @property
+    def input_fidelity(self) -> str | None:
+        return self.values.get("input_fidelity")
+
     def effective_format(self) -> str:
-        return self.output_format or "png"
-
-
-def check_params(spec: ModelSpec, p: ImageParams, *, edit: bool = False) -> list[str]:
-    """Every rule of ``spec`` that ``p`` breaks, each as a sentence that says what to change.
-
-    Returns warnings (not errors) such as "experimental size"; raises on the first call
-    with all problems joined, so the agent can fix everything in one go.
-
-    Raises:
-        ValidationProblem: one or more rules are broken.
-    """
-    problems: list[tuple[str, str]] = []
-    warnings: list[str] = []
-    name = spec.name
-
-    def bad(fld: str, msg: str) -> None:
-        problems.append((fld, msg))
-
-    if edit and not spec.edits:
-        bad("model", f"{name} cannot edit images (generation only); use gpt-image-2 or gpt-image-1.5 for edits")
-    if len(p.prompt) > spec.prompt_max:
-        bad("prompt", f"prompt is {len(p.prompt):,} characters; {name} accepts at most {spec.prompt_max:,}")
-    if p.n is not None and p.n > spec.n_max:
-        bad(
-            "n",
-            f"{name} makes at most n={spec.n_max} image{'s' if spec.n_max > 1 else ''} per call; you asked for {p.n}",
-        )
-
-    dims = parse_size(p.size) if p.size else None
-    if p.size is not None:
-        if p.size in spec.sizes or (p.size == "auto" and not spec.known):
-            pass
-        elif p.size == "auto":
-            bad("size", f"{name} has no size=auto; pick one of {one_of(spec.sizes)}")
-            pass
-        elif spec.size_rule is not None and dims is not None:
-            why = size_rule_problem(spec.size_rule, *dims)
-            if why:
-                bad("size", f"size {p.size} does not fit {name}: {why}")
-        elif not spec.known:
-            if dims is None:
-                bad("size", f"size must be 'auto' or WIDTHxHEIGHT such as 1024x1024; you sent {p.size!r}")
-        else:
-            allowed = one_of(spec.sizes)
-            extra = " or any WIDTHxHEIGHT (multiples of 16)" if spec.size_rule else ""
-            bad("size", f"{name} takes size {allowed}{extra}; you sent {p.size!r}")
-        limit = spec.size_rule.experimental_above_pixels if spec.size_rule else None
-        if limit and dims and dims[0] * dims[1] > limit:
-            warnings.append(f"size {p.size} is above 2560x1440: OpenAI calls such outputs experimental")
-
-    def enum_check(fld: str, value: str | None, allowed: list[str]) -> None:
-        if value is None or not spec.known:
-            return
-        if not allowed:
-            bad(fld, f"{name} does not take {fld}; leave it out")
-        elif value not in allowed:
-            bad(fld, f"{name} takes {fld} {one_of(allowed)}; you sent {value!r}")
-
-    enum_check("quality", p.quality, spec.qualities)
-    enum_check("background", p.background, spec.backgrounds)
-    enum_check("output_format", p.output_format, spec.formats)
-    enum_check("style", p.style, spec.styles)
-    if p.background == "transparent" and spec.known and "transparent" not in spec.backgrounds and spec.backgrounds:
-        # Replace the generic message with the useful one.
-        problems[:] = [x for x in problems if x[0] != "background"]
-        bad(
-            "background",
-            f"{name} does not support background=transparent; use gpt-image-1.5 (png or webp) or background=opaque",
-        )
-    if p.background == "transparent" and p.effective_format() == "jpeg":
-        bad("background", "background=transparent needs output_format png or webp; you sent jpeg")
-    if p.moderation is not None and spec.known and not spec.moderation:
-        bad("moderation", f"{name} does not take moderation; leave it out")
-    if p.output_compression is not None:
-        if spec.known and not spec.compression:
-            bad("output_compression", f"{name} does not take output_compression; leave it out")
-        elif p.effective_format() == "png":
-            bad("output_compression", "output_compression works only with output_format jpeg or webp; you have png")
-    if p.input_fidelity is not None:
-        if not edit:
-            bad("input_fidelity", "input_fidelity applies to edit_image only; leave it out")
-        elif not spec.input_fidelity:
-            bad("input_fidelity", spec.input_fidelity_note or f"{name} does not take input_fidelity; leave it out")
-    if p.stream and spec.known and not spec.stream:
-        bad("stream", f"{name} cannot stream; set stream=false")
-    if p.partial_images is not None and p.partial_images > 0:
-        if not p.stream:
-            bad("partial_images", "partial_images needs stream=true")
-        elif p.partial_images > spec.partial_images_max:
-            bad("partial_images", f"partial_images may be 0-{spec.partial_images_max}")
-
-    if problems:
-        raise ValidationProblem(join_problems(problems), field=problems[0][0])
-    if not spec.known and spec.notes:
-        warnings.append(spec.notes)
-    return warnings
-
-
-def join_problems(problems: list[tuple[str, str]]) -> str:
-    """One message for every problem found, numbered when there are several."""
-    if len(problems) == 1:
-        return problems[0][1]
-    return f"{len(problems)} problems: " + "; ".join(f"({i}) {m}" for i, (_, m) in enumerate(problems, 1))
+        return self.values.get("output_format") or "png"

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mcp_images.catalog.models import parse_size
+from mcp_images.catalog.checks import parse_size
+from mcp_images.catalog.models import ImageParams, ModelSpec
 from mcp_images.pricing import tokens as tk
 from mcp_images.pricing.table import ModelPrice, PriceTable
 
@@ -43,6 +44,14 @@ class CostLine(BaseModel):
     usd_max: float | None = None
     exact: bool = False
     basis: str = ""  # why exact or estimated
+
+
+def no_price_note(model: str) -> str:
+    """What an estimate or a result says of a model the price table has no figures for."""
+    return (
+        f"no published price for {model}: no figure is invented; give its per-token prices in a "
+        "price file (MCP_IMAGES_PRICES) to have it priced"
+    )
 
 
 def format_money(x: float, currency: str = "USD") -> str:
@@ -90,7 +99,7 @@ class CostBreakdown(BaseModel):
                 for ln in self.lines
                 if ln.tokens is not None
             ]
-            why = self.notes[0] if self.notes else f"no price known for {self.model}"
+            why = self.notes[0] if self.notes else no_price_note(self.model)
             return f"{why} (tokens: {', '.join(counts) or 'unknown'})"
         amount = format_money(self.total_usd, self.currency)
         parts = [self.basis, table]
@@ -107,7 +116,7 @@ def _line(kind: _Kind, tokens: int, price: float | None, exact: bool, basis: str
     return line
 
 
-def _finish(table: PriceTable, call: _Call, lines: list[CostLine], notes: list[str], **kw: Any) -> CostBreakdown:
+def _finish(table: PriceTable, call: PricedCall, lines: list[CostLine], notes: list[str], **kw: Any) -> CostBreakdown:
     """Add the lines up: no total when any line lacks a price; a maximum when any is a range."""
     usds = [ln.usd for ln in lines]
     total = None if None in usds else sum(u or 0.0 for u in usds)
@@ -134,8 +143,8 @@ def _finish(table: PriceTable, call: _Call, lines: list[CostLine], notes: list[s
 
 
 @dataclass(frozen=True)
-class _Call:
-    """The arguments of one generate/edit call that bear on its cost."""
+class PricedCall:
+    """The facts of one generate/edit call that bear on its cost."""
 
     model: str
     n: int = 1
@@ -148,15 +157,39 @@ class _Call:
     edit: bool = False
     aliases: Sequence[str] = ()
 
+    @classmethod
+    def of(
+        cls,
+        spec: ModelSpec,
+        params: ImageParams,
+        *,
+        n: int,
+        input_sizes: Sequence[tuple[int, int]] = (),
+        edit: bool = False,
+    ) -> PricedCall:
+        """A checked call's cost facts, priced under the catalog's name for the model."""
+        return cls(
+            model=spec.name if spec.known else params.model,
+            n=n,
+            size=params.size,
+            quality=params.quality,
+            prompt=params.prompt,
+            input_sizes=tuple(input_sizes),
+            input_fidelity=params.input_fidelity,
+            partial_images=(params.partial_images or 0) if params.stream else 0,
+            edit=edit,
+            aliases=tuple(spec.all_names),
+        )
+
 
 def _no_price(_kind: str) -> float | None:
     return None
 
 
-def _lookup(table: PriceTable, call: _Call, notes: list[str]) -> ModelPrice | None:
+def _lookup(table: PriceTable, call: PricedCall, notes: list[str]) -> ModelPrice | None:
     found = table.find(call.model, call.aliases)
     if found is None:
-        notes.append(f"no price known for {call.model}")
+        notes.append(no_price_note(call.model))
         return None
     if found[0] != call.model:
         notes.append(f"priced as {found[0]}")
@@ -164,7 +197,7 @@ def _lookup(table: PriceTable, call: _Call, notes: list[str]) -> ModelPrice | No
 
 
 def _per_image_cost(
-    table: PriceTable, call: _Call, entry: ModelPrice, notes: list[str], source: _Source
+    table: PriceTable, call: PricedCall, entry: ModelPrice, notes: list[str], source: _Source
 ) -> CostBreakdown:
     """Per-image billing (dall-e): list price x n; a range when quality/size is left open."""
     prices = entry.per_image or {}
@@ -192,7 +225,7 @@ def _per_image_cost(
     return _finish(table, call, [line], notes, range_note=rng, **kw)
 
 
-def _open_choices(call: _Call, notes: list[str]) -> tuple[list[tuple[int, int]], list[str], str | None]:
+def _open_choices(call: PricedCall, notes: list[str]) -> tuple[list[tuple[int, int]], list[str], str | None]:
     """The sizes and qualities an estimate must span, and what to say about a range."""
     said: list[str] = []
     dims = parse_size(call.size) if call.size else None
@@ -212,7 +245,7 @@ def _open_choices(call: _Call, notes: list[str]) -> tuple[list[tuple[int, int]],
     return sizes, qualities, "; ".join(said) or None
 
 
-def _input_lines(call: _Call, entry: ModelPrice | None, price: _PriceOf, notes: list[str]) -> list[CostLine]:
+def _input_lines(call: PricedCall, entry: ModelPrice | None, price: _PriceOf, notes: list[str]) -> list[CostLine]:
     """Prompt and input-image token lines (tile rule, plus the high-fidelity surcharge)."""
     lines: list[CostLine] = []
     if call.prompt:
@@ -232,7 +265,7 @@ def _input_lines(call: _Call, entry: ModelPrice | None, price: _PriceOf, notes: 
     return lines
 
 
-def _estimate(table: PriceTable, call: _Call) -> CostBreakdown:
+def _estimate(table: PriceTable, call: PricedCall) -> CostBreakdown:
     notes: list[str] = []
     entry = _lookup(table, call, notes)
     if entry is not None and entry.per_image_billed:
@@ -278,60 +311,32 @@ def _estimate(table: PriceTable, call: _Call) -> CostBreakdown:
     )
 
 
-def estimate_cost(
-    table: PriceTable,
-    *,
-    model: str,
-    n: int = 1,
-    size: str | None = None,
-    quality: str | None = None,
-    prompt: str = "",
-    input_sizes: Sequence[tuple[int, int]] = (),
-    input_fidelity: str | None = None,
-    partial_images: int = 0,
-    edit: bool = False,
-    aliases: Sequence[str] = (),
-) -> CostBreakdown:
+def estimate_cost(table: PriceTable, call: PricedCall) -> CostBreakdown:
     """What a call would cost before it is made; a range when quality or size is auto.
 
-    ``aliases`` are the catalog's other names for ``model``, so an alias finds its price.
-    A model without a price gets ``total_usd=None`` and its token lines.
+    The call's ``aliases`` are the catalog's other names for its model, so an alias finds its
+    price. A model without a price gets ``total_usd=None`` and its token lines.
     """
-    call = _Call(model, n, size, quality, prompt, input_sizes, input_fidelity, partial_images, edit, aliases)
     return _estimate(table, call)
 
 
 # --- actual cost from the upstream's usage ------------------------------------------------
 
 
-def actual_cost(
-    table: PriceTable,
-    *,
-    model: str,
-    usage: Mapping[str, Any] | None,
-    n: int,
-    size: str | None,
-    quality: str | None,
-    prompt: str = "",
-    input_sizes: Sequence[tuple[int, int]] = (),
-    input_fidelity: str | None = None,
-    partial_images: int = 0,
-    edit: bool = False,
-    aliases: Sequence[str] = (),
-) -> CostBreakdown:
+def actual_cost(table: PriceTable, call: PricedCall, usage: Mapping[str, Any] | None) -> CostBreakdown:
     """What a call cost, from the upstream's reported ``usage`` (an estimate without it).
 
     Token lines from reported counts at a published per-token price are exact. Tolerates
     unknown fields, 302.ai's ``prompt_tokens``/``completion_tokens`` and missing details
     (the split is then estimated and labelled). Per-image models: list price x n, exact.
     """
-    call = _Call(model, n, size, quality, prompt, input_sizes, input_fidelity, partial_images, edit, aliases)
+    model, n, input_sizes = call.model, call.n, call.input_sizes
     notes: list[str] = []
     entry = _lookup(table, call, notes)
     if entry is not None and entry.per_image_billed:
         notes.append(f"{model} is billed per image: list price x {n}")
         return _per_image_cost(table, call, entry, notes, "usage")
-    high = input_fidelity == "high" or bool(entry and entry.always_high_fidelity)
+    high = call.input_fidelity == "high" or bool(entry and entry.always_high_fidelity)
     guess = sum(tk.input_image_tokens(w, h) + (tk.high_fidelity_tokens(w, h) if high else 0) for w, h in input_sizes)
     split = tk.split_usage(usage, image_in_guess=guess) if usage is not None else None
     if split is None:
@@ -342,7 +347,7 @@ def actual_cost(
         return est
     price: _PriceOf = entry.token_price if entry else _no_price
     # A generation has no input images, so an unsplit input count is all text.
-    in_exact = split.input_split_reported or not (input_sizes or edit)
+    in_exact = split.input_split_reported or not (input_sizes or call.edit)
     out_exact = split.output_split_reported or price("text_out") is None
     if not in_exact:
         notes.append("usage did not split input tokens: image/text split estimated")

@@ -15,8 +15,6 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, 
 from mcp_images.work.tools import Outcome
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
-
     from mcp_images.tasks.store import TaskRecord
     from mcp_images.work.estimates import Estimate
 
@@ -54,6 +52,7 @@ def structured(outcome: Outcome) -> dict[str, Any]:
         "background": resp.get("background") or p.background,
         "output_format": resp.get("output_format") or (outcome.images[0].stored.format if outcome.images else None),
         "usage": _usage_fields(outcome.usage),
+        "svg_usage": resp.get("svg_usage"),
         "cost": outcome.cost.model_dump(mode="json") if outcome.cost else None,
         "revised_prompt": outcome.revised_prompts[0] if outcome.revised_prompts else None,
         "request_id": outcome.request_id,
@@ -140,19 +139,6 @@ def error_result_from_dict(detail: dict[str, Any], *, task_id: str | None = None
     )
 
 
-def argument_error(exc: ValidationError) -> CallToolResult:
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "arguments"
-        problems.append(f"{where}: {err['msg']}")
-    text = "Invalid arguments: " + "; ".join(problems)
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content={"error": {"type": "InvalidArguments", "message": text}},
-        is_error=True,
-    )
-
-
 def outcome_json(outcome: Any) -> dict[str, Any]:
     return render(outcome).model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -176,7 +162,10 @@ def task_started(record: TaskRecord, *, poll_after: float, handed_off: bool = Fa
 def task_result(record: TaskRecord) -> CallToolResult:
     """A task's state as a tool result: the stored result once it has succeeded."""
     if record.status == "succeeded" and record.result is not None:
-        return CallToolResult.model_validate(record.result)
+        result = CallToolResult.model_validate(record.result)
+        if result.structured_content is not None and not result.is_error:
+            result.structured_content = {"task_id": record.id, "status": "succeeded", **result.structured_content}
+        return result
     if record.status in ("failed", "cancelled"):
         detail = dict(record.error or {"type": "TaskError", "message": f"task {record.id} {record.status}"})
         if record.status == "cancelled":
@@ -213,5 +202,8 @@ def render_estimate(est: Estimate, *, n: int) -> CallToolResult:
         label = "exact" if line.exact else "estimate"
         lines.append(f"- {line.kind}: {tokens} tokens{price} ({label}: {line.basis})")
     lines.extend(f"note: {n}" for n in [*b.notes, *est.warnings])
-    structured = {"model": est.model, "n": n, "input_sizes": est.input_sizes, **b.model_dump(mode="json")}
+    structured = {
+        "model": est.model, "n": n, "input_sizes": est.input_sizes, "warnings": est.warnings,
+        **b.model_dump(mode="json"),
+    }  # fmt: skip
     return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured)

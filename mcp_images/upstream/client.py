@@ -131,12 +131,13 @@ class ImagesAPI:
         self,
         fields: dict[str, Any],
         images: Sequence[UploadFile],
-        mask: UploadFile | None = None,
+        files: Mapping[str, UploadFile] | None = None,
         *,
         on_partial: OnPartial | None = None,
         body_slot: BodySlot | None = None,
     ) -> ImagesResponse:
-        """``POST {base}/images/edits`` as multipart: ``image`` (one) or ``image[]`` (several).
+        """``POST {base}/images/edits`` as multipart: ``image`` (one) or ``image[]`` (several),
+        then ``files`` by field name (``mask``, ``markup``).
 
         Files given by path are streamed from disk; a retry reads them again from the start.
 
@@ -149,7 +150,7 @@ class ImagesAPI:
         form, query = build.prepare(fields, edit=True)
         url, params = build.endpoint("edits", form.get("model"))
         stream = bool(form.get("stream"))
-        make = build.post_multipart(url, params | query, form, images, mask, stream=stream)
+        make = build.post_multipart(url, params | query, form, images, files or {}, stream=stream)
         return await self._call(make, stream=stream, expect=_count(form), on_partial=on_partial, body_slot=body_slot)
 
     async def submit_async(
@@ -157,7 +158,7 @@ class ImagesAPI:
         kind: Literal["generations", "edits"],
         body_or_fields: dict[str, Any],
         images: Sequence[UploadFile] = (),
-        mask: UploadFile | None = None,
+        files: Mapping[str, UploadFile] | None = None,
     ) -> str:
         """Start a background job (302.ai's ``?async=true``); returns the provider's task id.
 
@@ -172,7 +173,7 @@ class ImagesAPI:
         url, params = build.endpoint(kind, body.get("model"))
         params = params | query | spec.submit_query
         if kind == "edits":
-            make = build.post_multipart(url, params, body, images, mask, stream=False)
+            make = build.post_multipart(url, params, body, images, files or {}, stream=False)
         else:
             make = build.post_json(url, body, params, stream=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,11 +147,12 @@ class RequestBuilder:
         params: dict[str, str],
         form: dict[str, Any],
         images: Sequence[UploadFile],
-        mask: UploadFile | None,
+        files: Mapping[str, UploadFile],
         *,
         stream: bool,
     ) -> RequestFactory:
-        """A multipart POST: the form as text fields, then ``image`` (one) or ``image[]`` (several).
+        """A multipart POST: the form as text fields, then ``image`` (one) or ``image[]`` (several),
+        then ``files`` by field name (``mask``, ``markup``).
 
         Raises:
             RequestError: there is no image.
@@ -164,11 +165,12 @@ class RequestBuilder:
         name = "image" if len(images) == 1 else "image[]"
         headers = self.headers(stream=stream)
 
-        def make(files: ExitStack) -> httpx2.Request:
+        named = dict(files)
+
+        def make(opened: ExitStack) -> httpx2.Request:
             # Opened anew per attempt, so a retry sends the files from their start.
-            parts: list[tuple[str, Any]] = [(name, _open(files, f)) for f in images]
-            if mask is not None:
-                parts.append(("mask", _open(files, mask)))
+            parts: list[tuple[str, Any]] = [(name, _open(opened, f)) for f in images]
+            parts.extend((field_name, _open(opened, f)) for field_name, f in named.items())
             return self.http.build_request(
                 "POST", url, data=data, files=parts, params=params, headers=headers,
                 timeout=self.timeout,

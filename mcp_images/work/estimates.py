@@ -1,16 +1,15 @@
-"""estimate_cost's work: validate the call as the real one would be, then price it."""
+"""estimate_cost's work: the call checked by the one validation path, then priced."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_images.catalog.edit_rules import check_edit_inputs
-from mcp_images.catalog.models import ImageParams, check_params
+from mcp_images.catalog.edit_rules import InputFacts, check_edit_inputs
+from mcp_images.catalog.models import ImageParams
 from mcp_images.pricing.costs import CostBreakdown
 from mcp_images.runtime import Runtime
-from mcp_images.server.args import EstimateArgs
-from mcp_images.work.tools import to_params
+from mcp_images.work.validation import CheckedCall
 
 
 @dataclass
@@ -22,57 +21,50 @@ class Estimate:
     warnings: list[str]
 
 
-async def estimate(rt: Runtime, args: EstimateArgs, client_roots: list[Any] | None = None) -> Estimate:
-    """Validate the call as the real one would be, then price it from the price table.
-
-    Input images given as references are read only for their dimensions (and checked like an
-    edit's); ``WIDTHxHEIGHT`` strings stand in for images.
-
-    Raises:
-        ValidationProblem, InputError: exactly what the real call would refuse.
-    """
-    from mcp_images.catalog.edit_rules import InputFacts
-    from mcp_images.catalog.models import parse_size
+async def _input_facts(rt: Runtime, call: CheckedCall, client_roots: list[Any] | None) -> list[InputFacts]:
+    """The inputs' facts: read from references (dimensions and type only), or ``WIDTHxHEIGHT``."""
+    from mcp_images.catalog.checks import parse_size
     from mcp_images.inputs.references import load_image_ref
-    from mcp_images.pricing.costs import estimate_cost
 
-    refs = args.image_list()
-    edit = bool(refs) or args.mask is not None or args.input_fidelity is not None
-    model = args.model or rt.settings.default_model
-    spec = rt.catalog.get(model)
-    params = to_params(args, model)
-    warnings = check_params(spec, ImageParams(**{**params.__dict__, "prompt": args.prompt or "x"}), edit=edit)
     facts: list[InputFacts] = []
     policy = rt.input_policy(client_roots)
-    for i, ref in enumerate(refs, 1):
+    for i, ref in enumerate(call.image_refs, 1):
         dims = parse_size(ref)
         if dims is not None:
-            facts.append(InputFacts(f"image {i}", (spec.edit_formats or ["png"])[0], dims[0], dims[1], 0, True))
+            facts.append(InputFacts(f"image {i}", (call.spec.edit_formats or ["png"])[0], dims[0], dims[1], 0, True))
             continue
         img = await load_image_ref(
             ref, label=f"image {i}", policy=policy, resolve_id=rt.store.find, http=await rt.http()
         )
         facts.append(img.facts())
-    mask_facts = None
-    if args.mask is not None:
-        mask = await load_image_ref(
-            args.mask, label="the mask", policy=policy, resolve_id=rt.store.find, http=await rt.http(), is_mask=True
-        )
-        mask_facts = mask.facts()
-    if edit:
-        check_edit_inputs(spec, facts, mask_facts)
+    return facts
+
+
+async def estimate(rt: Runtime, call: CheckedCall, client_roots: list[Any] | None = None) -> Estimate:
+    """Price a call that passed `validation.check_call`, reading its inputs as the edit would.
+
+    Raises:
+        ValidationProblem, InputError: exactly what the real call would refuse.
+    """
+    from mcp_images.inputs.references import load_image_ref
+    from mcp_images.pricing.costs import PricedCall, estimate_cost
+
+    facts = await _input_facts(rt, call, client_roots)
+    overlays: dict[str, InputFacts] = {}
+    for name in ("mask", "markup"):
+        ref = call.params.get(name)
+        if ref is not None:
+            img = await load_image_ref(
+                ref, label=f"the {name}", policy=rt.input_policy(client_roots), resolve_id=rt.store.find,
+                http=await rt.http(), is_mask=True,
+            )  # fmt: skip
+            overlays[name] = img.facts()
+    if call.edit:
+        check_edit_inputs(call.spec, facts, overlays.get("mask"), markup=overlays.get("markup"))
     sizes = [(f.width, f.height) for f in facts]
-    breakdown = estimate_cost(
-        rt.prices,
-        model=spec.name if spec.known else model,
-        n=args.n or 1,
-        size=args.size,
-        quality=args.quality,
-        prompt=args.prompt,
-        input_sizes=sizes,
-        input_fidelity=args.input_fidelity,
-        partial_images=(args.partial_images or 0) if args.stream else 0,
-        edit=edit,
-        aliases=spec.all_names,
+    n = call.params.n or 1
+    priced = PricedCall.of(call.spec, call.params, n=n, input_sizes=sizes, edit=call.edit)
+    breakdown = estimate_cost(rt.prices, priced)
+    return Estimate(
+        model=call.params.model, params=call.params, breakdown=breakdown, input_sizes=sizes, warnings=call.warnings
     )
-    return Estimate(model=model, params=params, breakdown=breakdown, input_sizes=sizes, warnings=warnings)

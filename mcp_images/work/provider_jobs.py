@@ -12,52 +12,46 @@ from typing import Any
 
 import anyio
 
+from mcp_images.catalog.parameters import form_fields
 from mcp_images.errors import UpstreamError
 from mcp_images.runtime import Runtime
-from mcp_images.server.args import EditArgs, ImageArgs
 from mcp_images.tasks.manager import describe_span
 from mcp_images.work.progress import Progress
-from mcp_images.work.tools import Outcome, finish, load_edit_inputs, request_body, upload_file, validate
+from mcp_images.work.tools import Outcome, edit_uploads, finish, load_edit_inputs, request_body
+from mcp_images.work.validation import CheckedCall
 
 PROVIDER_TASK_DEADLINE_SECONDS = 3600.0  # a provider-held job still pending after this is failed
 MAX_POLL_FAILURES = 12  # failed polls in a row (each after its retries) before giving up: ~1 min at 5 s
 
 
 async def submit_provider_job(
-    rt: Runtime, args: ImageArgs, progress: Progress, handle: Any, client_roots: list[Any] | None = None
+    rt: Runtime, call: CheckedCall, progress: Progress, handle: Any, client_roots: list[Any] | None = None
 ) -> Outcome:
     """Submit to a provider that runs jobs itself (302.ai ``?async=true``), then poll it.
 
     The provider's task id is recorded at once (``handle``), so a restarted server polls it again.
     """
-    edit = isinstance(args, EditArgs)
-    spec, params, warnings = validate(rt, args, edit=edit)
     uploads: list[Any] = []
-    mask_upload = None
-    if isinstance(args, EditArgs):
-        images, mask = await load_edit_inputs(rt, args, spec, client_roots)
-        uploads = [upload_file(i) for i in images]
-        mask_upload = upload_file(mask) if mask else None
+    named: dict[str, Any] = {}
+    body = request_body(call.params, call.spec)
+    if call.edit:
+        uploads, named = edit_uploads(await load_edit_inputs(rt, call, client_roots))
+        body = form_fields(body)
     api = await rt.api()
     await progress.phase("submitting")
-    provider_id = await api.submit_async(
-        "edits" if edit else "generations", request_body(params, spec), uploads, mask_upload
-    )
+    provider_id = await api.submit_async("edits" if call.edit else "generations", body, uploads, named)
     handle.set_provider_task_id(provider_id)
     await progress.note(f"the provider accepted the job as {provider_id}")
-    return await poll_provider_job(rt, args, provider_id, progress, warnings=warnings)
+    return await poll_provider_job(rt, call, provider_id, progress)
 
 
-async def poll_provider_job(
-    rt: Runtime, args: ImageArgs, provider_id: str, progress: Progress, *, warnings: list[str] | None = None
-) -> Outcome:
+async def poll_provider_job(rt: Runtime, call: CheckedCall, provider_id: str, progress: Progress) -> Outcome:
     """Poll a provider-held job until it answers, then save its images like a direct call.
 
     Raises:
         UpstreamError: the job failed, or is still pending after the deadline.
     """
-    edit = isinstance(args, EditArgs)
-    spec, params, checks = validate(rt, args, edit=edit)
+    spec, params, edit = call.spec, call.params, call.edit
     api = await rt.api()
     spec_async = rt.provider.async_mode
     interval = spec_async.poll_interval_seconds if spec_async else 5.0
@@ -81,7 +75,7 @@ async def poll_provider_job(
                 f"the provider's job {provider_id} was still pending after "
                 f"{describe_span(PROVIDER_TASK_DEADLINE_SECONDS)}; giving up on it"
             )
-        return await finish(rt, params, spec, response, progress, warnings=warnings or checks, edit=edit)
+        return await finish(rt, params, spec, response, progress, warnings=list(call.warnings), edit=edit)
     finally:
         slot.release()
 

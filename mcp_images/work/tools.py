@@ -16,20 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from mcp_images.catalog.edit_rules import check_edit_inputs, image_count_problem
-from mcp_images.catalog.models import ImageParams, ModelSpec, check_params
+from mcp_images.catalog.edit_rules import check_edit_inputs
+from mcp_images.catalog.models import ImageParams, ModelSpec
+from mcp_images.catalog.parameters import form_fields, wire_body
 from mcp_images.concurrency import single_errors
-from mcp_images.errors import UpstreamError, ValidationProblem
+from mcp_images.errors import UpstreamError
 from mcp_images.runtime import Runtime
-from mcp_images.server.args import CommonArgs, EditArgs, ImageArgs
 from mcp_images.storage.store import StoredImage
 from mcp_images.work.progress import Progress
+from mcp_images.work.validation import CheckedCall
 
 if TYPE_CHECKING:
     from mcp_images.concurrency import BodySlot
     from mcp_images.inputs.references import InputImage
     from mcp_images.pricing.costs import CostBreakdown
     from mcp_images.upstream.answers import ImagesResponse
+    from mcp_images.upstream.requests import UploadFile
     from mcp_images.work.saving import PartialSaver, SavedImage
 
 logger = logging.getLogger(__name__)
@@ -53,91 +55,17 @@ class Outcome:
     elapsed: float = 0.0
 
 
-def to_params(args: CommonArgs, model: str, output_dir: Path | None = None) -> ImageParams:
-    """The call's parameters; with ``output_dir``, also where to save (checked to stay inside).
-
-    Raises:
-        InputError: output_path or filename would leave the output folder or is unusable.
-    """
-    from mcp_images.storage.store import safe_stem, safe_subdir
-
-    fidelity = getattr(args, "input_fidelity", None)
-    output_path = getattr(args, "output_path", None)
-    filename = getattr(args, "filename", None)
-    params = ImageParams(
-        prompt=args.prompt,
-        model=model,
-        n=args.n,
-        size=args.size,
-        quality=args.quality,
-        background=args.background,
-        output_format=args.output_format,
-        output_compression=args.output_compression,
-        moderation=args.moderation,
-        style=args.style,
-        user=args.user,
-        input_fidelity=fidelity,
-        stream=bool(args.stream),
-        partial_images=args.partial_images,
-    )
-    if output_dir is not None:
-        params.subdir = safe_subdir(output_dir, output_path) if output_path else None
-        params.filename = safe_stem(filename) if filename else None
-    return params
-
-
 def request_body(params: ImageParams, spec: ModelSpec) -> dict[str, Any]:
-    """The upstream parameters: the model and prompt, and only what the caller gave."""
-    body: dict[str, Any] = {"model": params.model, "prompt": params.prompt}
-    for name in (
-        "n",
-        "size",
-        "quality",
-        "background",
-        "output_format",
-        "output_compression",
-        "moderation",
-        "style",
-        "user",
-        "input_fidelity",
-    ):
-        value = getattr(params, name)
-        if value is not None:
-            body[name] = value
-    if params.stream:
-        body["stream"] = True
-        if params.partial_images is not None:
-            body["partial_images"] = params.partial_images
+    """The upstream parameters: the model and prompt, and only the declared ones the caller gave."""
+    body: dict[str, Any] = {"model": params.model, "prompt": params.prompt, **wire_body(params.values)}
     # dall-e answers with short-lived URLs unless asked for base64.
     if "b64_json" in spec.response_formats:
         body["response_format"] = "b64_json"
     return body
 
 
-def validate(rt: Runtime, args: CommonArgs, *, edit: bool) -> tuple[ModelSpec, ImageParams, list[str]]:
-    """Resolve the model and apply every catalog rule before anything is sent.
-
-    Raises:
-        ValidationProblem: a rule is broken; the message says what to change.
-    """
-    model = args.model or rt.settings.default_model
-    spec = rt.catalog.get(model)
-    params = to_params(args, model, rt.store.output_dir)
-    warnings = check_params(spec, params, edit=edit)
-    rt.store.check_writable()  # before anything is paid for: a made image must have somewhere to go
-    provider = rt.provider
-    if edit and params.moderation is not None and not provider.moderation_on_edits:
-        raise ValidationProblem(
-            f"the {provider.name} edits endpoint does not take moderation; leave it out (it applies to generate_image)",
-            field="moderation",
-        )
-    if provider.models is not None and not provider.permissive and model not in provider.models:
-        warnings.append(f"{provider.name} does not list {model!r} among its models; the upstream has the last word")
-    return spec, params, warnings
-
-
-async def generate_image(rt: Runtime, args: ImageArgs, progress: Progress) -> Outcome:
-    spec, params, warnings = validate(rt, args, edit=False)
+async def generate_image(rt: Runtime, call: CheckedCall, progress: Progress) -> Outcome:
+    spec, params, warnings = call.spec, call.params, list(call.warnings)
     api = await rt.api()
     body = request_body(params, spec)
 
@@ -178,10 +106,21 @@ async def call_and_finish(
     return outcome
 
 
-async def load_edit_inputs(
-    rt: Runtime, args: EditArgs, spec: ModelSpec, client_roots: list[Any] | None = None
-) -> tuple[list[InputImage], InputImage | None]:
-    """Read and check every input image and the mask against the model's edit rules.
+@dataclass
+class EditInputs:
+    """An edit's input images, mask and markup, read and checked against the model's rules."""
+
+    images: list[InputImage]
+    mask: InputImage | None = None
+    markup: InputImage | None = None
+
+    def notes(self) -> list[str]:
+        found = [*self.images, *([self.mask] if self.mask else []), *([self.markup] if self.markup else [])]
+        return [i.note for i in found if i.note]
+
+
+async def load_edit_inputs(rt: Runtime, call: CheckedCall, client_roots: list[Any] | None = None) -> EditInputs:
+    """Read and check every input image, the mask and the markup against the model's edit rules.
 
     Raises:
         InputError: a reference cannot be used (what to change is in the message).
@@ -189,32 +128,44 @@ async def load_edit_inputs(
     """
     from mcp_images.inputs.references import load_image_ref, load_image_refs
 
-    refs = args.image_list()
-    if (count := image_count_problem(spec, len(refs))) is not None:
-        raise ValidationProblem(count, field="image")  # before reading any of them
     policy = rt.input_policy(client_roots)
     http = await rt.http()
-    images = await load_image_refs(refs, policy=policy, resolve_id=rt.store.find, http=http)
-    mask = None
-    if args.mask is not None:
-        mask = await load_image_ref(
-            args.mask, label="the mask", policy=policy, resolve_id=rt.store.find, http=http, is_mask=True
-        )
-    check_edit_inputs(spec, [i.facts() for i in images], mask.facts() if mask else None)
-    return images, mask
+    images = await load_image_refs(call.image_refs, policy=policy, resolve_id=rt.store.find, http=http)
+    found = EditInputs(images)
+    for name in ("mask", "markup"):
+        ref = call.params.get(name)
+        if ref is not None:
+            label = "the mask" if name == "mask" else "the markup"
+            img = await load_image_ref(ref, label=label, policy=policy, resolve_id=rt.store.find, http=http, is_mask=True)
+            setattr(found, name, img)
+    check_edit_inputs(
+        call.spec,
+        [i.facts() for i in images],
+        found.mask.facts() if found.mask else None,
+        markup=found.markup.facts() if found.markup else None,
+    )
+    return found
 
 
-async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roots: list[Any] | None = None) -> Outcome:
-    spec, params, warnings = validate(rt, args, edit=True)
-    images, mask = await load_edit_inputs(rt, args, spec, client_roots)
-    warnings += [i.note for i in images if i.note] + ([mask.note] if mask and mask.note else [])
+def edit_uploads(inputs: EditInputs) -> tuple[list[UploadFile], dict[str, UploadFile]]:
+    """The multipart files of an edit: the images, then the mask and markup by field name."""
+    named = {name: upload_file(img) for name, img in (("mask", inputs.mask), ("markup", inputs.markup)) if img}
+    return [upload_file(img) for img in inputs.images], named
+
+
+async def edit_image(
+    rt: Runtime, call: CheckedCall, progress: Progress, client_roots: list[Any] | None = None
+) -> Outcome:
+    spec, params, warnings = call.spec, call.params, list(call.warnings)
+    inputs = await load_edit_inputs(rt, call, client_roots)
+    images = inputs.images
+    warnings += inputs.notes()
     api = await rt.api()
-    fields = request_body(params, spec)
-    uploads = [upload_file(img) for img in images]
-    mask_upload = upload_file(mask) if mask else None
+    fields = form_fields(request_body(params, spec))
+    uploads, named = edit_uploads(inputs)
 
     async def send(saver: PartialSaver, slot: BodySlot) -> ImagesResponse:
-        return await api.edit(fields, uploads, mask_upload, on_partial=saver, body_slot=slot)
+        return await api.edit(fields, uploads, named, on_partial=saver, body_slot=slot)
 
     sizes = [(i.width, i.height) for i in images]
     return await call_and_finish(
@@ -222,7 +173,7 @@ async def edit_image(rt: Runtime, args: EditArgs, progress: Progress, client_roo
     )
 
 
-def upload_file(img: InputImage) -> Any:
+def upload_file(img: InputImage) -> UploadFile:
     from mcp_images.upstream.requests import UploadFile
 
     if img.path is not None:
@@ -316,26 +267,13 @@ def _cost(
     input_sizes: list[tuple[int, int]],
     edit: bool,
 ) -> CostBreakdown | None:
-    from mcp_images.pricing.costs import actual_cost
+    from mcp_images.pricing.costs import PricedCall, actual_cost
 
     try:
-        return actual_cost(
-            rt.prices,
-            model=spec.name if spec.known else params.model,
-            usage=usage,
-            n=n,
-            size=params.size,
-            quality=params.quality,
-            prompt=params.prompt,
-            input_sizes=input_sizes,
-            input_fidelity=params.input_fidelity,
-            partial_images=params.partial_images or 0,
-            edit=edit,
-            aliases=spec.all_names,
-        )
+        return actual_cost(rt.prices, PricedCall.of(spec, params, n=n, input_sizes=input_sizes, edit=edit), usage)
     except (ValueError, KeyError):
         logger.exception("cost could not be computed")
         return None
 
 
-__all__ = ["Outcome", "ValidationProblem", "edit_image", "finish", "generate_image", "validate"]
+__all__ = ["EditInputs", "Outcome", "edit_image", "finish", "generate_image", "load_edit_inputs"]
