@@ -105,6 +105,33 @@ def test_sniff_format_names_each_supported_format_from_its_first_32_bytes(fmt: s
 
 
 @pytest.mark.parametrize(
+    "head",
+    [
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+        b'\xef\xbb\xbf\n  <?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<svg>',
+        b'<?xml version="1.0"?>\n<!-- Generator: a model -->\n<!-- two comments -->\n<svg\n  width="1">',
+        b'<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "svg11.dtd"><svg>',
+    ],
+)
+def test_sniff_format_names_an_svg_after_a_bom_declaration_or_comments(head: bytes) -> None:
+    assert sniff_format(head) == "svg"
+    assert FORMAT_MIME["svg"] == "image/svg+xml"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"<html><svg></svg></html>", b"<svgfoo/>", b"text before <svg>", b'<?xml version="1.0"?><rss/>'],
+)
+def test_sniff_format_does_not_call_other_markup_svg(head: bytes) -> None:
+    assert sniff_format(head) is None
+
+
+def test_sniff_format_reads_only_the_ftyp_box_of_a_long_head() -> None:
+    video = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x08freeheic" + bytes(64)
+    assert sniff_format(video) is None
+
+
+@pytest.mark.parametrize(
     ("head", "expected"),
     [
         (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "heic"),
@@ -192,6 +219,11 @@ def test_probe_refuses_data_that_is_not_a_complete_image(data: bytes) -> None:
 def test_probe_names_heic_when_it_refuses_one() -> None:
     with pytest.raises(InputError, match="HEIC"):
         probe(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(100))
+
+
+def test_probe_names_svg_when_it_refuses_one() -> None:
+    with pytest.raises(InputError, match="SVG"):
+        probe(b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
 
 
 def test_probe_refuses_a_missing_file(tmp_path: Path) -> None:

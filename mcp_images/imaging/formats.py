@@ -9,6 +9,7 @@ bytes, and the slow ones (`to_png`, `bw_mask_to_alpha`) are meant to run in a wo
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, cast
@@ -16,15 +17,15 @@ from typing import IO, Literal, cast
 from PIL import Image, UnidentifiedImageError
 
 from mcp_images.errors import InputError
+from mcp_images.imaging.gif import GifError, count_gif_frames
+from mcp_images.imaging.mime import MIME_BY_FORMAT
 
-FORMAT_MIME: dict[str, str] = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "bmp": "image/bmp",
-    "tiff": "image/tiff",
-}
+# The one format table lives in `mime` (no Pillow, so the store can use it at start-up);
+# kept under this name for the modules that read it from here.
+FORMAT_MIME: dict[str, str] = MIME_BY_FORMAT
+# Enough of a file's start to name any format we know: 32 bytes for the raster ones, more
+# for an SVG (an XML declaration and a comment or two may come before `<svg`).
+SNIFF_BYTES = 1024
 
 # Pillow plugins we let Image.open try: the formats above and nothing else (no EPS, PSD, ...).
 _OPEN_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
@@ -40,6 +41,12 @@ _RGB_MODES = frozenset({"RGB", "RGBA", "RGBa", "P", "PA"})
 # ISO-BMFF major/compatible brands (the box after "ftyp").
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+# An SVG document: optional BOM, whitespace, XML declaration and comments, then the root
+# element (or the DOCTYPE that names it, so that `svg` can refuse it by name).
+_SVG_HEAD = re.compile(
+    rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml\s[^>]*\?>\s*)?(?:<!--(?:(?!-->).)*-->\s*)*(?:<svg[\s/>]|<!DOCTYPE\s+svg\b)",
+    re.DOTALL,
+)
 # BMP info-header sizes (offset 14) that real files use; "BM" alone is too weak a signal.
 _BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
@@ -56,10 +63,13 @@ class ImageInfo:
 
 
 def sniff_format(head: bytes) -> str | None:
-    """Name an image format from its first bytes (32 are enough), or None.
+    """Name an image format from its first bytes, or None.
 
-    Returns one of ``png jpeg webp gif bmp tiff`` or ``heic``/``avif``, which Pillow cannot
-    read here but which callers should name when they refuse them.
+    32 bytes name the raster formats; an SVG needs up to `SNIFF_BYTES` when an XML
+    declaration or comments come before its ``<svg``. Returns one of ``png jpeg webp gif bmp
+    tiff svg`` or ``heic``/``avif``, which Pillow cannot read here but which callers should
+    name when they refuse them. ``svg`` says only that the text starts like an SVG document;
+    `svg.parse_svg` decides whether it is one.
     """
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
@@ -75,12 +85,15 @@ def sniff_format(head: bytes) -> str | None:
         return "bmp"
     if head[4:8] == b"ftyp":
         return _sniff_bmff(head)
+    if _SVG_HEAD.match(head):
+        return "svg"
     return None
 
 
 def _sniff_bmff(head: bytes) -> str | None:
     """HEIC or AVIF from an ISO-BMFF ftyp box: the major brand, then compatible brands."""
-    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, len(head) - 3, 4)]
+    end = min(len(head), int.from_bytes(head[:4], "big"))  # the ftyp box only, however long the head
+    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, end - 3, 4)]
     if any(brand in _AVIF_BRANDS for brand in brands):
         return "avif"  # checked first: AVIF files often list mif1 too
     if any(brand in _HEIC_BRANDS for brand in brands):
@@ -110,9 +123,25 @@ def probe(source: Path | bytes, *, verify: bool = True) -> ImageInfo:
         try:
             if verify:
                 im.verify()
-        except (OSError, SyntaxError, EOFError) as exc:
+                if info.format == "gif":
+                    _check_gif(source)
+        except (OSError, SyntaxError, EOFError, GifError) as exc:
             raise InputError(f"{_describe(source)} is truncated or corrupt ({exc})") from exc
     return info
+
+
+def _check_gif(source: Path | bytes) -> None:
+    """Every frame of a GIF is there (Pillow's verify() checks nothing for GIF).
+
+    Raises:
+        GifError: a block is cut short or out of order.
+        OSError: the file cannot be read.
+    """
+    if isinstance(source, bytes):
+        count_gif_frames(io.BytesIO(source))
+        return
+    with source.open("rb") as fp:
+        count_gif_frames(fp)
 
 
 def to_png(source: Path | bytes) -> bytes:
@@ -240,14 +269,14 @@ def _describe(source: Path | bytes) -> str:
 def _unidentified_message(source: Path | bytes) -> str:
     """Name HEIC/AVIF when that is what it is, since those are a common, fixable case."""
     if isinstance(source, bytes):
-        head = source[:32]
+        head = source[:SNIFF_BYTES]
     else:
         try:
             with source.open("rb") as fp:
-                head = fp.read(32)
+                head = fp.read(SNIFF_BYTES)
         except OSError:
             head = b""
     kind = sniff_format(head)
-    if kind in ("heic", "avif"):
-        return f"{_describe(source)} is {kind.upper()}, which is not supported; convert it to PNG, JPEG or WebP"
+    if kind in ("heic", "avif", "svg"):
+        return f"{_describe(source)} is {kind.upper()}, which is not supported here; convert it to PNG, JPEG or WebP"
     return f"{_describe(source)} is not a {_SUPPORTED_TEXT} image"

@@ -5,6 +5,9 @@ refuses a tool result above 1 MiB, so `make_preview` promises
 ``base64_len(len(preview.data)) <= max_b64_chars`` and shrinks until it holds. Pillow work
 (opening, decoding, modes) is `imaging`'s; this module sizes and encodes. `make_preview` is
 slow and meant to run in a worker thread.
+
+A GIF's preview is its first frame, a still; an SVG is first rendered by `svg.rasterise` at
+the preview's size (vectors have no pixel size to keep) and then treated as any raster.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from mcp_images.imaging.formats import encode, load_pixels, lowest_value, normalise, open_image
+from mcp_images.imaging.formats import (
+    SNIFF_BYTES,
+    encode,
+    load_pixels,
+    lowest_value,
+    normalise,
+    open_image,
+    sniff_format,
+)
 
 MIN_PREVIEW_SIDE = 64  # px on the long side; below this a preview shows nothing useful
 JPEG_QUALITY = 80
@@ -73,7 +84,8 @@ def base64_len(n_bytes: int) -> int:
 def make_preview(source: Path | bytes, *, max_b64_chars: int, max_side: int = 1024) -> Preview:
     """Encode a preview whose base64 text fits in `max_b64_chars`.
 
-    The long side is at most `max_side` (never upscaled). Opaque images become JPEG (quality
+    The long side is at most `max_side` (a raster is never upscaled; an SVG is rendered at
+    its own size within `MIN_PREVIEW_SIDE` .. `max_side`). Opaque images become JPEG (quality
     80, then 60, then fewer pixels); images with real transparency become PNG, plain when it
     fits, else a 256-colour palette PNG that keeps alpha, then fewer pixels. The first size
     is the largest allowed, and each retry is sized from the bytes just measured, so a
@@ -86,8 +98,10 @@ def make_preview(source: Path | bytes, *, max_b64_chars: int, max_side: int = 10
     budget = (max_b64_chars // 4) * 3  # largest raw size whose base64 fits
     if budget <= 0 or max_side < 1:
         raise ValueError(f"no preview fits max_b64_chars={max_b64_chars}, max_side={max_side}")
+    max_pixels = budget / _MIN_BYTES_PER_PIXEL
+    if _is_svg(source):
+        source = _render_svg(source, max_side, max_pixels)
     with open_image(source) as im:
-        max_pixels = budget / _MIN_BYTES_PER_PIXEL
         # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale, still at least this size.
         im.draft(None, _fit(im.size, max_side, max_pixels))
         load_pixels(im, source)
@@ -101,6 +115,37 @@ def make_preview(source: Path | bytes, *, max_b64_chars: int, max_side: int = 10
         if frame.mode == "RGBA":
             return _png_preview(frame, budget)
         return _jpeg_preview(frame, budget)
+
+
+def _is_svg(source: Path | bytes) -> bool:
+    if isinstance(source, bytes):
+        return sniff_format(source[:SNIFF_BYTES]) == "svg"
+    try:
+        with source.open("rb") as fp:
+            return sniff_format(fp.read(SNIFF_BYTES)) == "svg"
+    except OSError:
+        return False  # open_image names the problem
+
+
+def _render_svg(source: Path | bytes, max_side: int, max_pixels: float) -> bytes:
+    """The SVG as a PNG at its preview size: its own size, at least `MIN_PREVIEW_SIDE` on the
+    long side (a 24 px icon would show nothing) and within `max_side` and `max_pixels`.
+
+    Raises:
+        InputError: the document is refused by `svg.parse_svg` or cannot be rendered.
+    """
+    from mcp_images.imaging.svg import MAX_SVG_BYTES, parse_svg, rasterise
+
+    if isinstance(source, bytes):
+        data = source
+    else:
+        with source.open("rb") as fp:
+            data = fp.read(MAX_SVG_BYTES + 1)  # parse_svg refuses anything longer
+    doc = parse_svg(data)
+    width, height = doc.width, doc.height
+    long_side = max(width, height)
+    scale = min(max(1.0, MIN_PREVIEW_SIDE / long_side), max_side / long_side, math.sqrt(max_pixels / (width * height)))
+    return rasterise(doc, max(1, round(width * scale)), max(1, round(height * scale)))
 
 
 # --- encoding within the budget ---------------------------------------------------------

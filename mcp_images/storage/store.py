@@ -29,10 +29,10 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp_images.imaging import mime
+
 ID_RE = re.compile(r"[0-9a-f]{12}")  # always fullmatch: "$" would let a trailing newline through
 URI_PREFIX = "images://"
-MIME_BY_FORMAT = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
-EXT_BY_FORMAT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
 SLUG_MAX_CHARS = 40
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class StoredImage:
 
     @property
     def mime_type(self) -> str:
-        return MIME_BY_FORMAT.get(self.format, "application/octet-stream")
+        return mime.mime_type(self.format)
 
     def as_dict(self) -> dict[str, object]:
         fields: dict[str, object] = {
@@ -205,7 +205,7 @@ class ImageStore:
                 the output folder itself is a symlink or a file now.
         """
         image_id = new_id()
-        ext = EXT_BY_FORMAT.get(fmt, fmt)
+        ext = mime.extension(fmt)
         if stem is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             stem = f"{stamp}-{slugify(prompt)}{'-' + tag if tag else ''}"

@@ -3,6 +3,10 @@
 Every check here is on what the upstream sent, so a failure is an `UpstreamError` (or a
 `ConfigError` when the output folder cannot take the file). Runs in worker threads, except
 `PartialSaver`, which hands its work to one. Pillow is imported inside the functions that use it.
+
+The file saved is always the upstream's bytes, never a re-encode (provenance metadata would
+not survive one): an animated GIF stays animated, an SVG stays the document it was. Only the
+preview is a still raster (a GIF's first frame, an SVG rendered by resvg).
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ from mcp_images.storage.store import StoredImage
 from mcp_images.work.progress import Progress
 
 if TYPE_CHECKING:
+    from mcp_images.imaging.formats import ImageInfo
     from mcp_images.imaging.previews import Preview
     from mcp_images.upstream.sse import PartialImage
+
+SAVED_FORMATS = frozenset({"png", "jpeg", "webp", "gif", "svg"})
+# Sent whole as image content when inline=full and they fit; a client may refuse image/gif or
+# image/svg+xml content, and a model sees one still frame anyway: those get a preview.
+INLINE_FORMATS = frozenset({"png", "jpeg", "webp"})
 
 
 @dataclass
@@ -61,13 +71,11 @@ def decode_b64(text: str, what: str) -> bytes:
 
 def save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", verify: bool = True) -> StoredImage:
     """Raises: UpstreamError (not a usable image), ConfigError (the output folder refused it)."""
-    from mcp_images.imaging.formats import probe
-
     try:
-        info = probe(data, verify=verify)
+        info = inspect_result(data, verify=verify)
     except InputError as exc:  # the upstream's bytes, not the caller's input
         raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
-    if info.format not in ("png", "jpeg", "webp", "gif"):
+    if info.format not in SAVED_FORMATS:
         raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
     stem = f"{params.filename}-{tag}" if params.filename and tag else params.filename
     try:
@@ -88,6 +96,25 @@ def save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", 
         ) from exc
 
 
+def inspect_result(data: bytes, *, verify: bool) -> ImageInfo:
+    """Format and size of an upstream result: a raster from its header, an SVG from its root.
+
+    An animated GIF is always walked to its last frame, since a preview decodes only the first.
+
+    Raises:
+        InputError: the bytes are not a complete image (the caller words it as the upstream's fault).
+    """
+    from mcp_images.imaging.formats import SNIFF_BYTES, ImageInfo, probe, sniff_format
+
+    kind = sniff_format(data[:SNIFF_BYTES])
+    if kind == "svg":
+        from mcp_images.imaging.svg import parse_svg
+
+        doc = parse_svg(data)
+        return ImageInfo(format="svg", width=doc.width, height=doc.height, has_alpha=True, bytes=len(data))
+    return probe(data, verify=verify or kind == "gif")
+
+
 def preview_budget(rt: Runtime, count: int) -> int:
     return max(10_000, min(DEFAULT_PREVIEW_MAX, rt.settings.result_budget // max(count, 1)))
 
@@ -99,11 +126,13 @@ def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int,
         UpstreamError: the bytes are not a usable image.
         ConfigError: the output folder refused the file.
     """
+    from mcp_images.imaging.formats import SNIFF_BYTES, sniff_format
     from mcp_images.imaging.previews import base64_len, make_preview
 
     mode = rt.settings.inline
     preview = None
-    inline_full = mode == "full" and base64_len(len(data)) <= budget
+    inlinable = sniff_format(data[:SNIFF_BYTES]) in INLINE_FORMATS
+    inline_full = mode == "full" and inlinable and base64_len(len(data)) <= budget
     if mode != "none" and not inline_full:
         try:
             preview = make_preview(data, max_b64_chars=budget)
