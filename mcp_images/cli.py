@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port")
     sandbox.add_argument("--latency", type=float, default=0.0, help="seconds each image request waits")
+    sandbox.add_argument(
+        "--permissive-models",
+        action="store_true",
+        help="serve unknown model names on the OpenAI and Azure paths too (the real API answers 404)",
+    )
     demo = sub.add_parser("demo", help="offline end-to-end tour against the sandbox")
     demo.add_argument("--output-dir", help="folder for the demo's images (default: a new one, named)")
     return parser
@@ -213,7 +218,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if ns.command == "sandbox":
         from mcp_images.sandbox import run
 
-        run(host=ns.host, port=ns.port, latency=ns.latency)
+        run(host=ns.host, port=ns.port, latency=ns.latency, permissive_models=ns.permissive_models)
         return 0
     if ns.command == "demo":
         from mcp_images.demo import main as demo_main

@@ -20,6 +20,21 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Any]:
+    """A loopback sandbox whose OpenAI path serves any model name (``permissive_models``).
+
+    Most tests drive the server's permissive profile (a model released tomorrow, an aggregator's
+    flux or seedream) through the OpenAI path; the real OpenAI answers such names with a 404,
+    which `strict_sandbox` keeps.
+    """
+    from mcp_images.sandbox import serve_sandbox
+
+    async with serve_sandbox(stream_delay=0.01, permissive_models=True) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def strict_sandbox() -> AsyncIterator[Any]:
+    """A loopback sandbox as faithful to OpenAI as it gets: unknown model names get a 404."""
     from mcp_images.sandbox import serve_sandbox
 
     async with serve_sandbox(stream_delay=0.01) as sb:

@@ -222,6 +222,18 @@ INVALID = [
     ({"model": "gpt-image-1", "n": "2"}, "n"),
     ({"model": "gpt-image-1", "seed": 3}, "seed"),
     ({"model": "gpt-image-1", "prompt": None}, "prompt"),
+    ({"model": "gpt-image-2", "output_format": "svg", "svg": "gpt-5.5"}, "svg"),
+    ({"model": "gpt-image-2", "output_format": "svg", "svg": {"model": "m", "temperature": 1}}, "svg.temperature"),
+    ({"model": "gpt-image-2", "output_format": "gif", "frame_count": 1}, "frame_count"),
+    ({"model": "gpt-image-2", "output_format": "gif", "frame_duration_ms": 5}, "frame_duration_ms"),
+    ({"model": "gpt-image-2", "output_format": "gif", "output_compression": 50}, "output_compression"),
+    ({"model": "gpt-image-2", "output_format": "gif", "partial_images": 1}, "partial_images"),
+    ({"model": "gpt-image-2", "safety_identifier": 42}, "safety_identifier"),
+    (
+        _edit([("image", ("a.png", png((64, 64)), "image/png"))], model="gpt-image-2.5-flare", frame_count="x"),
+        "frame_count",
+    ),
+    (_edit([("image", ("a.png", png((64, 64)), "image/png"))], model="gpt-image-2", **{"svg[model]": "m"}), "svg"),
     (_edit([("image", ("a.png", png((600, 400)), "image/png"))], model="dall-e-2"), "image"),
     (_edit([("image", ("a.txt", b"not an image", "image/png"))], model="gpt-image-1"), "image"),
     (_edit([], model="gpt-image-1"), "image"),
@@ -551,6 +563,43 @@ async def test_yescale_takes_any_model_and_returns_urls_on_request(api: httpx2.A
     assert response.status_code == 200
     file = await api.get(response.json()["data"][0]["url"])
     assert Image.open(io.BytesIO(file.content)).size == (1184, 880)
+
+
+@pytest.mark.parametrize("path", ["/v1/images/generations", "/azure/openai/deployments/my-art/images/generations"])
+@pytest.mark.anyio
+async def test_openai_and_azure_answer_an_unknown_model_with_404_unless_told_to_be_permissive(
+    strict_sandbox: SandboxServer, sandbox: SandboxServer, path: str
+) -> None:
+    body = {"prompt": "x", "model": "my-art", "size": "1024x1024"}
+    params = {"api-version": "2025-04-01-preview"}
+    async with httpx2.AsyncClient(base_url=strict_sandbox.origin, headers=AUTH, timeout=GUARD) as strict:
+        refused = await strict.post(path, json=body, params=params)
+    async with httpx2.AsyncClient(base_url=sandbox.origin, headers=AUTH, timeout=GUARD) as permissive:
+        served = await permissive.post(path, json=body, params=params)
+    assert refused.status_code == 404
+    code = refused.json()["error"]["code"]
+    assert code == ("DeploymentNotFound" if path.startswith("/azure") else "model_not_found")
+    assert served.status_code == 200 and decode(served.json()["data"][0]["b64_json"]).size == (1024, 1024)
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("gif", "image/gif"), ("svg", "image/svg+xml")])
+@pytest.mark.anyio
+async def test_gif_and_svg_answers_are_served_as_urls_with_their_media_type(
+    api: httpx2.AsyncClient, fmt: str, mime: str
+) -> None:
+    response = await generate(api, "/yescale/v1", model="gpt-image-2.5-flare", output_format=fmt,
+                              size="1024x640", response_format="url")  # fmt: skip
+    body = response.json()
+    file = await api.get(body["data"][0]["url"])
+    assert (body["output_format"], file.headers["content-type"]) == (fmt, mime)
+    assert ("svg_usage" in body) == (fmt == "svg")
+
+
+def test_the_sandbox_command_takes_a_permissive_models_flag() -> None:
+    from mcp_images.cli import build_parser
+
+    assert build_parser().parse_args(["sandbox", "--permissive-models"]).permissive_models is True
+    assert build_parser().parse_args(["sandbox"]).permissive_models is False
 
 
 # --- in-process and command line ---------------------------------------------------------

@@ -15,7 +15,10 @@ Every answer carries an ``x-request-id`` header.
 | ``GET /files/{name}`` | the file host behind ``url`` answers |
 | ``GET /healthz`` | liveness |
 
-1. Unknown fields are refused; ``response_format`` only for dall-e (whose default is ``url``).
+1. Unknown fields are refused; ``response_format`` only for dall-e (whose default is ``url``);
+   a model name the catalog does not hold gets 404 ``model_not_found`` (Azure:
+   ``DeploymentNotFound``) unless ``create_app(permissive_models=True)``
+   (``mcp-images sandbox --permissive-models``).
 2. ``?response_format=url`` and ``?async=true`` in the query string; ``usage`` also carries
    chat-style ``prompt_tokens`` / ``completion_tokens``; streams end with ``data: [DONE]``.
 3. ``{"status_code", "data", "err"}``: ``err`` is ``"result pending"`` for the first polls,
@@ -24,6 +27,10 @@ Every answer carries an ``x-request-id`` header.
 4. Any model name (unknown ones get the permissive profile); ``response_format`` for all.
 5. Key in the ``api-key`` header (or Bearer); the deployment is the model; errors shaped
    ``{"error": {"code", "message"}}``; without ``api-version``: 404.
+
+Fields, their types and bounds come from the one parameter declaration (`fields`), the rules
+from the catalog (`params`). ``output_format=gif`` answers an animated GIF, ``svg`` an SVG
+document with ``svg_usage`` (`render_formats`); ``safety_identifier`` (else ``user``) is echoed.
 
 Without ``model`` a call uses dall-e-2, or gpt-image-1 when a GPT-image-only field is given
 (as OpenAI documents). ``stream=true`` with ``n`` > 1 is refused (400, param ``n``): a completed
@@ -74,6 +81,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_images.sandbox import async302
+from mcp_images.sandbox.fields import read_fields
 from mcp_images.sandbox.modes import (
     GATEWAY_TIMEOUT_PAGE,
     HEADER,
@@ -84,15 +92,7 @@ from mcp_images.sandbox.modes import (
     parse_modes,
     unauthorized,
 )
-from mcp_images.sandbox.params import (
-    Call,
-    Kind,
-    Provider,
-    build_call,
-    check_uploads,
-    read_fields,
-    read_uploads,
-)
+from mcp_images.sandbox.params import Call, Kind, Provider, build_call
 from mcp_images.sandbox.respond import (
     EventStream,
     TruncatedResponse,
@@ -102,12 +102,13 @@ from mcp_images.sandbox.respond import (
     wait_unless_disconnected,
 )
 from mcp_images.sandbox.state import SandboxSettings, SandboxState, UploadRecord
+from mcp_images.sandbox.uploads import Uploads, check_uploads, read_uploads
 
 BAD_KEY = "sk-sandbox-bad"
 CLIENT_CLOSED = 499  # nobody reads it: the status recorded when the client went away
 EARLY_MODES = ("401", "403", "404")  # refused before the request is even checked
 
-OPENAI = Provider("openai", strict_fields=True)
+OPENAI = Provider("openai", strict_fields=True, known_models_only=True)
 AI302 = Provider(
     "302ai",
     strict_fields=False,
@@ -117,7 +118,7 @@ AI302 = Provider(
     any_response_format=True,
 )
 YESCALE = Provider("yescale", strict_fields=False, any_response_format=True)
-AZURE = Provider("azure", strict_fields=True)
+AZURE = Provider("azure", strict_fields=True, known_models_only=True)
 
 
 def _state(request: Request) -> SandboxState:
@@ -142,8 +143,8 @@ def _check_auth(request: Request, provider: Provider) -> None:
         raise SandboxError(unauthorized())
 
 
-async def _read_body(request: Request, kind: Kind, provider: Provider) -> tuple[dict[str, Any], list, bytes | None]:
-    """Typed fields, uploaded images (file name, bytes) and the mask.
+async def _read_body(request: Request, kind: Kind, provider: Provider) -> tuple[dict[str, Any], Uploads]:
+    """Typed fields and the uploaded files (images, mask, markup).
 
     Raises:
         SandboxError: the body cannot be parsed or a field has the wrong type.
@@ -157,7 +158,7 @@ async def _read_body(request: Request, kind: Kind, provider: Provider) -> tuple[
         if not isinstance(raw, dict):
             raise SandboxError(Failure(400, "The request body must be a JSON object."))
         record.fields = dict(raw)
-        return read_fields(raw, provider, form=False), [], None
+        return read_fields(raw, strict=provider.strict_fields, form=False), Uploads()
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise SandboxError(Failure(400, "Edits take multipart/form-data (image files and text fields)."))
@@ -170,8 +171,8 @@ async def _read_body(request: Request, kind: Kind, provider: Provider) -> tuple[
         for k, v in items
         if isinstance(v, UploadFile)
     ]
-    images, mask = await read_uploads(items)
-    return read_fields(text, provider, form=True), images, mask
+    uploads = await read_uploads(items)
+    return read_fields(text, strict=provider.strict_fields, form=True), uploads
 
 
 def _pick_failure(request: Request, modes: Modes, call_model: str, *, dalle: bool, early: bool) -> Failure | None:
@@ -192,7 +193,7 @@ async def images_endpoint(request: Request, kind: Kind, provider: Provider, depl
     _check_auth(request, provider)
     if provider is AZURE and "api-version" not in request.query_params:
         raise SandboxError(Failure(404, "Resource not found", code="404"))
-    fields, images, mask = await _read_body(request, kind, provider)
+    fields, uploads = await _read_body(request, kind, provider)
     request.state.prompt = prompt = fields.get("prompt") or ""
     modes = parse_modes(request.headers.get(HEADER), prompt)
     request.state.record.modes = list(modes.names)
@@ -200,9 +201,17 @@ async def images_endpoint(request: Request, kind: Kind, provider: Provider, depl
     early = _pick_failure(request, modes, model_hint, dalle=model_hint.startswith("dall-e"), early=True)
     if early is not None:
         raise SandboxError(early)
-    call = build_call(kind, provider, fields, model_override=deployment, query=dict(request.query_params))
+    call = build_call(
+        kind,
+        provider,
+        fields,
+        model_override=deployment,
+        query=dict(request.query_params),
+        files=uploads.present,
+        permissive_models=_settings(request).permissive_models,
+    )
     if kind == "edit":
-        check_uploads(call, images, mask)
+        check_uploads(call, uploads)
     if call.async_mode:
         if call.params.stream:
             raise SandboxError(Failure(400, "async=true cannot be combined with stream=true.", param="stream"))
@@ -317,12 +326,19 @@ class RecordRequests:
         await self.app(scope, receive, send_stamped)
 
 
-def create_app(*, latency: float = 0.0, stream_delay: float = 0.05, async_pending_polls: int = 2) -> Starlette:
+def create_app(
+    *,
+    latency: float = 0.0,
+    stream_delay: float = 0.05,
+    async_pending_polls: int = 2,
+    permissive_models: bool = False,
+) -> Starlette:
     """The sandbox as an ASGI app; ``app.state.sandbox`` is its `SandboxState`.
 
     ``latency``: seconds every image call waits before answering (slow-upstream benchmarks);
     ``stream_delay``: seconds between stream events; ``async_pending_polls``: how many polls
-    of a 302.ai task answer "result pending" before the result.
+    of a 302.ai task answer "result pending" before the result; ``permissive_models``: the
+    OpenAI and Azure imitations serve unknown model names (permissive profile) instead of 404.
     """
     state = SandboxState()
     routes = [
@@ -347,6 +363,9 @@ def create_app(*, latency: float = 0.0, stream_delay: float = 0.05, async_pendin
     )
     app.state.sandbox = state
     app.state.settings = SandboxSettings(
-        latency=latency, stream_delay=stream_delay, async_pending_polls=async_pending_polls
+        latency=latency,
+        stream_delay=stream_delay,
+        async_pending_polls=async_pending_polls,
+        permissive_models=permissive_models,
     )
     return app

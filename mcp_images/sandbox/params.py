@@ -1,7 +1,23 @@
-"""Reading an image request the way the real upstream does: types, defaults, the model's rules.
+"""Reading an image request the way the real upstream does: the model, defaults, the rules.
 
-The per-model rules are the catalog's (`check_params`, `check_edit_inputs`); this module adds
-only what the wire adds: field types, the OpenAI defaults, and which fields exist at all.
+Field types and bounds come from the one declaration (`mcp_images.sandbox.fields`); the
+per-model and cross-field rules are the catalog's (`check_params`, `check_edit_inputs`), so a
+call the server would refuse is refused here too, with OpenAI's 400 shape and ``param``.
+This module adds only what the wire adds: the OpenAI defaults, the model lookup, the uploads.
+
+Decisions:
+
+- Unknown model names: OpenAI (and Azure, whose deployment is the model) answer 404
+  ``model_not_found`` for a name that is not exactly a catalog name or alias, as the real API
+  does; the aggregators (302.ai, Yescale) serve any name with the permissive profile.
+  ``create_app(permissive_models=True)`` (``mcp-images sandbox --permissive-models``) makes
+  OpenAI and Azure permissive as well. Retired models (dall-e, gpt-image-1) are still served:
+  the sandbox imitates an account that still has them, as aggregators do.
+- The rules are judged with the wire's defaults filled in (``n`` = 1) and with the files an
+  edit carries (``mask``, ``markup``) named, so "svg needs n=1" and "gif takes no mask" see them.
+- ``svg`` without ``svg.model`` is refused on generations (the SDK marks it required there).
+- Usage of a catalog model without a price-table entry (gpt-image-2.5/2.6) follows
+  gpt-image-2's token rule; ``xhigh`` and ``max`` count as ``high`` (no published figures).
 """
 
 from __future__ import annotations
@@ -9,46 +25,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from starlette.datastructures import UploadFile
-
-from mcp_images.catalog.edit_rules import InputFacts, check_edit_inputs
-from mcp_images.catalog.models import (
-    ImageParams,
-    ModelSpec,
-    check_params,
-    load_catalog,
-    parse_size,
-)
+from mcp_images.catalog.checks import check_params, parse_size
+from mcp_images.catalog.edit_rules import InputFacts
+from mcp_images.catalog.models import Catalog, ImageParams, ModelSpec, load_catalog
+from mcp_images.catalog.parameters import PARAMS
 from mcp_images.errors import ValidationProblem
-from mcp_images.sandbox.modes import bad_request
-from mcp_images.sandbox.render import describe_upload
+from mcp_images.sandbox.modes import Failure, SandboxError, bad_request, failure_for
 
 Kind = Literal["generation", "edit"]
 
-INT_FIELDS = frozenset({"n", "output_compression", "partial_images"})
-BOOL_FIELDS = frozenset({"stream"})
-STR_FIELDS = frozenset(
-    {"prompt", "model", "size", "quality", "background", "output_format", "moderation",
-     "style", "user", "input_fidelity", "response_format"}
-)  # fmt: skip
-KNOWN_FIELDS = INT_FIELDS | BOOL_FIELDS | STR_FIELDS
 # Using any of these without a model selects a GPT image model, as OpenAI documents.
-GPT_IMAGE_ONLY = (
-    "background",
-    "output_format",
-    "output_compression",
-    "moderation",
-    "stream",
-    "partial_images",
-    "input_fidelity",
-)
+GPT_IMAGE_ONLY = tuple(p.name for p in PARAMS if p.per_model and p.name not in ("quality", "style"))
 DEFAULT_MODEL = "dall-e-2"
 DEFAULT_GPT_IMAGE_MODEL = "gpt-image-1"
 DEFAULT_SIDE = 1024
 SANDBOX_MAX_SIDE = 8192  # a guard for the permissive profile: the sandbox renders in memory
 SANDBOX_MAX_PIXELS = 4096 * 4096
-IMAGE_FIELDS = ("image", "image[]")
-USAGE_QUALITIES = ("low", "medium", "high")
+GIF_DEFAULT_FRAMES = 9  # the SDK's documented defaults
+GIF_DEFAULT_FRAME_MS = 200
+GIF_DELAY_STEP_MS = 10  # GIF delays are centiseconds
+USAGE_QUALITY = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+NOT_SENT = ("prompt", "model", "response_format")
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,7 @@ class Provider:
     chat_usage: bool = False  # mixes prompt_tokens / completion_tokens into usage (302.ai)
     done_marker: bool = False  # streams end with "data: [DONE]"
     any_response_format: bool = False  # response_format=url for every model (aggregators)
+    known_models_only: bool = False  # unknown model names -> 404 (OpenAI, Azure)
 
 
 @dataclass
@@ -79,6 +77,7 @@ class Call:
     async_mode: bool = False
     images: list[bytes] = field(default_factory=list)
     image_facts: list[InputFacts] = field(default_factory=list)
+    markup: bytes | None = None
 
     @property
     def dalle(self) -> bool:
@@ -90,80 +89,29 @@ class Call:
 
     @property
     def usage_quality(self) -> str:
-        return self.quality if self.quality in USAGE_QUALITIES else "medium"
+        return USAGE_QUALITY.get(self.quality, "medium")
 
     @property
     def event_prefix(self) -> str:
         return "image_generation" if self.kind == "generation" else "image_edit"
 
+    @property
+    def frame_count(self) -> int:
+        return self.params.get("frame_count") or GIF_DEFAULT_FRAMES
 
-def _coerce(name: str, value: Any, *, form: bool) -> Any:
-    """A field's value with the type the API expects, from JSON or from form text.
+    @property
+    def frame_duration_ms(self) -> int:
+        """The delay per GIF frame as encoded: rounded to the nearest 10 ms, at least 10."""
+        ms = self.params.get("frame_duration_ms") or GIF_DEFAULT_FRAME_MS
+        return max(round(ms / GIF_DELAY_STEP_MS), 1) * GIF_DELAY_STEP_MS
 
-    Raises:
-        SandboxError: the value has the wrong type (400 invalid_type).
-    """
-
-    def wrong(expected: str) -> Exception:
-        got = type(value).__name__
-        return bad_request(
-            f"Invalid type for '{name}': expected {expected}, but got {got} instead.",
-            param=name,
-            code="invalid_type",
-        )
-
-    if name in INT_FIELDS:
-        if form and isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise wrong("an integer") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong("an integer")
-        return value
-    if name in BOOL_FIELDS:
-        if form and isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        if not isinstance(value, bool):
-            raise wrong("a boolean")
-        return value
-    if not isinstance(value, str):
-        raise wrong("a string")
-    return value
+    @property
+    def safety_identifier(self) -> str | None:
+        """The effective end-user id the response echoes: safety_identifier, else user."""
+        return self.params.get("safety_identifier") or self.params.get("user") or None
 
 
-def read_fields(raw: dict[str, Any], provider: Provider, *, form: bool) -> dict[str, Any]:
-    """Known fields, typed; unknown ones refused (strict providers) or dropped.
-
-    Raises:
-        SandboxError: an unknown field (strict providers) or a wrongly typed value.
-    """
-    out: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name not in KNOWN_FIELDS:
-            if provider.strict_fields:
-                raise bad_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
-            continue
-        if value is None:
-            continue
-        out[name] = _coerce(name, value, form=form)
-    return out
-
-
-def _bounds(f: dict[str, Any]) -> None:
-    """The generic numeric bounds the catalog leaves to the wire (lower ends, 0-100)."""
-    if "n" in f and f["n"] < 1:
-        raise bad_request("Invalid 'n': integer below minimum value. Expected a value >= 1.", param="n")
-    if "output_compression" in f and not 0 <= f["output_compression"] <= 100:
-        raise bad_request(
-            "Invalid 'output_compression': expected a value between 0 and 100.",
-            param="output_compression",
-        )
-    if "partial_images" in f and f["partial_images"] < 0:
-        raise bad_request("Invalid 'partial_images': expected a value between 0 and 3.", param="partial_images")
-
-
-def _resolve_size(spec: ModelSpec, size: str | None) -> tuple[int, int]:
+def _resolve_size(size: str | None) -> tuple[int, int]:
     if size is None or size == "auto":
         return DEFAULT_SIDE, DEFAULT_SIDE
     dims = parse_size(size)
@@ -184,6 +132,54 @@ def _resolve_quality(spec: ModelSpec, quality: str | None) -> str:
     return "medium" if quality in (None, "auto") else quality
 
 
+def _prompt(fields: dict[str, Any]) -> str:
+    prompt = fields.get("prompt")
+    if prompt is None:
+        raise bad_request("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
+    if not prompt:
+        raise bad_request("Invalid 'prompt': empty string.", param="prompt", code="empty_string")
+    return prompt
+
+
+def model_not_found(provider: Provider, model: str) -> SandboxError:
+    """The 404 for a model the account cannot use, as OpenAI (or Azure) words it."""
+    if provider.name == "azure":
+        return SandboxError(
+            Failure(
+                404,
+                "The API deployment for this resource does not exist. If you created the deployment "
+                "within the last 5 minutes, please wait a moment and try again.",
+                code="DeploymentNotFound",
+            )
+        )
+    return SandboxError(failure_for("404", model=model, dalle=False, request_id=""))
+
+
+def _model(catalog: Catalog, provider: Provider, fields: dict[str, Any], override: str | None, permissive: bool) -> str:
+    model = override or fields.get("model")
+    if not model:
+        return DEFAULT_GPT_IMAGE_MODEL if any(k in fields for k in GPT_IMAGE_ONLY) else DEFAULT_MODEL
+    if provider.known_models_only and not permissive and model not in catalog.by_name:
+        raise model_not_found(provider, model)
+    return model
+
+
+def _check_rules(kind: Kind, spec: ModelSpec, params: ImageParams, files: frozenset[str]) -> None:
+    """The catalog's rules, judged with the wire defaults and the edit's files in view."""
+    values = {"n": 1, **params.values, **{name: True for name in files}}
+    if kind == "generation" and "svg" in values and not values["svg"].get("model"):
+        raise bad_request(
+            "Missing required parameter: 'svg.model'.", param="svg.model", code="missing_required_parameter"
+        )
+    try:
+        check_params(spec, ImageParams(prompt=params.prompt, model=params.model, values=values), edit=kind == "edit")
+    except ValidationProblem as exc:
+        raise bad_request(str(exc), param=exc.field) from exc
+    if params.stream and (params.n or 1) > 1:
+        # A completed event carries one image and no index, so a stream cannot hold n>1.
+        raise bad_request("n must be 1 when stream=true: a stream carries one image.", param="n")
+
+
 def build_call(
     kind: Kind,
     provider: Provider,
@@ -191,51 +187,28 @@ def build_call(
     *,
     model_override: str | None = None,
     query: dict[str, str] | None = None,
+    files: frozenset[str] = frozenset(),
+    permissive_models: bool = False,
 ) -> Call:
     """Check typed ``fields`` against the model's rules and resolve every default.
 
+    ``files``: which of ``mask`` and ``markup`` an edit carries (the rules tie them to others).
+
     Raises:
-        SandboxError: a missing prompt, a broken rule (400 with ``param``), or stream with n>1.
+        SandboxError: a missing prompt, an unknown model (404 on strict providers), a broken
+            rule (400 with ``param``), or stream with n>1.
     """
     query = query or {}
-    prompt = fields.get("prompt")
-    if prompt is None:
-        raise bad_request(
-            "Missing required parameter: 'prompt'.",
-            param="prompt",
-            code="missing_required_parameter",
-        )
-    if not prompt:
-        raise bad_request("Invalid 'prompt': empty string.", param="prompt", code="empty_string")
-    _bounds(fields)
-    model = model_override or fields.get("model")
-    if not model:
-        model = DEFAULT_GPT_IMAGE_MODEL if any(k in fields for k in GPT_IMAGE_ONLY) else DEFAULT_MODEL
-    spec = load_catalog().get(model)
-    params = ImageParams(
-        prompt=prompt,
-        model=model,
-        n=fields.get("n"),
-        size=fields.get("size"),
-        quality=fields.get("quality"),
-        background=fields.get("background"),
-        output_format=fields.get("output_format"),
-        output_compression=fields.get("output_compression"),
-        moderation=fields.get("moderation"),
-        style=fields.get("style"),
-        user=fields.get("user"),
-        input_fidelity=fields.get("input_fidelity"),
-        stream=bool(fields.get("stream", False)),
-        partial_images=fields.get("partial_images"),
-    )
-    try:
-        check_params(spec, params, edit=kind == "edit")
-    except ValidationProblem as exc:
-        raise bad_request(str(exc), param=exc.field) from exc
-    if params.stream and (params.n or 1) > 1:
-        # A completed event carries one image and no index, so a stream cannot hold n>1.
-        raise bad_request("n must be 1 when stream=true: a stream carries one image.", param="n")
-    width, height = _resolve_size(spec, params.size)
+    prompt = _prompt(fields)
+    catalog = load_catalog()
+    model = _model(catalog, provider, fields, model_override, permissive_models)
+    spec = catalog.get(model)
+    values = {k: v for k, v in fields.items() if k not in NOT_SENT}
+    if values.get("stream") is False:
+        del values["stream"]
+    params = ImageParams(prompt=prompt, model=model, values=values)
+    _check_rules(kind, spec, params, files)
+    width, height = _resolve_size(params.size)
     return Call(
         kind=kind,
         provider=provider,
@@ -266,48 +239,3 @@ def _response_format(spec: ModelSpec, provider: Provider, fields: dict[str, Any]
     if given is None:
         return "url" if spec.family == "dall-e" else "b64_json"
     return given
-
-
-async def read_uploads(
-    form_items: list[tuple[str, str | UploadFile]],
-) -> tuple[list[tuple[str, bytes]], bytes | None]:
-    """The input images (``image`` / ``image[]``, in order, with file names) and the mask.
-
-    Raises:
-        SandboxError: an image or mask field is text instead of a file.
-    """
-    images: list[tuple[str, bytes]] = []
-    mask: bytes | None = None
-    for name, value in form_items:
-        if name not in (*IMAGE_FIELDS, "mask"):
-            continue
-        if isinstance(value, str):
-            raise bad_request(
-                f"'{name}' must be a file upload, not text.",
-                param=name.rstrip("[]"),
-                code="invalid_type",
-            )
-        data = await value.read()
-        if name == "mask":
-            mask = data
-        else:
-            images.append((value.filename or f"image {len(images) + 1}", data))
-    return images, mask
-
-
-def check_uploads(call: Call, images: list[tuple[str, bytes]], mask: bytes | None) -> None:
-    """Checks the uploads by content through the catalog's edit rules; keeps them on ``call``.
-
-    Raises:
-        SandboxError: no image, or an image/mask breaks a rule (400, param image or mask).
-    """
-    if not images:
-        raise bad_request("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
-    facts = [describe_upload(label, data) for label, data in images]
-    mask_facts = describe_upload("mask", mask) if mask is not None else None
-    try:
-        check_edit_inputs(call.spec, facts, mask_facts)
-    except ValidationProblem as exc:
-        raise bad_request(str(exc), param=exc.field, code="invalid_image") from exc
-    call.images = [data for _, data in images]
-    call.image_facts = facts

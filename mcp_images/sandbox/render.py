@@ -32,7 +32,13 @@ GOLDEN = 0.618033988749895  # hue step between images of one call: far apart, ne
 
 _DARKEN = [int(v * 0.55) for v in range(256)] * 3  # lookup table: the card is a darker pane
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MIME_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class Picture:
     output_format: str = "png"
     compression: int | None = None  # 0-100 for jpeg/webp; None = the upstream default (100)
     source: bytes | None = None  # edits: the first input image, shown shrunk on the card
+    markup: bytes | None = None  # edits: the markup drawn over that first image
+    frames: int = 1  # output_format=gif: how many frames
+    frame_ms: int = 200  # output_format=gif: the delay of each frame, a multiple of 10 ms
 
 
 @cache
@@ -57,7 +66,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _colours(prompt: str, index: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def colours(prompt: str, index: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Two colours for the gradient: the hue comes from the prompt and moves with the index."""
     seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:2], "big") / 65536
     hue = (seed + index * GOLDEN) % 1.0
@@ -71,19 +80,19 @@ def _colours(prompt: str, index: int) -> tuple[tuple[int, int, int], tuple[int, 
 
 def _gradient(width: int, height: int, pic: Picture) -> Image.Image:
     """A diagonal two-colour gradient: made at 64x64 and scaled, which costs next to nothing."""
-    dark, light = _colours(pic.prompt, pic.index)
+    dark, light = colours(pic.prompt, pic.index)
     down = Image.linear_gradient("L").resize((64, 64))
     ramp = ImageChops.add(down, down.transpose(Image.Transpose.ROTATE_90), scale=2.0)
     small = ImageOps.colorize(ramp, black=dark, white=light)
     return small.resize((width, height), Image.Resampling.BILINEAR)
 
 
-def _card_box(width: int, height: int) -> tuple[int, int, int, int]:
+def card_box(width: int, height: int) -> tuple[int, int, int, int]:
     mx, my = max(width // 10, 4), max(height // 10, 4)
     return mx, my, width - mx, height - my
 
 
-def _lines(pic: Picture, chars: int) -> list[str]:
+def card_lines(pic: Picture, chars: int) -> list[str]:
     wrapped = textwrap.wrap(pic.prompt, width=max(chars, 8)) or ["(empty prompt)"]
     if len(wrapped) > MAX_PROMPT_LINES:
         wrapped = [
@@ -94,10 +103,10 @@ def _lines(pic: Picture, chars: int) -> list[str]:
     return [DRAWN_LABEL, facts, f"image {pic.index + 1} of {pic.count}", "", *wrapped]
 
 
-def _draw(pic: Picture, width: int, height: int, text: bool) -> Image.Image:
+def draw(pic: Picture, width: int, height: int, text: bool) -> Image.Image:
     """The picture at ``width x height`` (the final size, or a small one for partials)."""
     backdrop = _gradient(width, height, pic)
-    box = _card_box(width, height)
+    box = card_box(width, height)
     card = backdrop.crop(box).point(_DARKEN)
     if pic.transparent:
         canvas = Image.new("RGBA", (width, height), (0, 0, 0, 0))
@@ -110,13 +119,13 @@ def _draw(pic: Picture, width: int, height: int, text: bool) -> Image.Image:
     shade = (0, 0, 0, 255) if canvas.mode == "RGBA" else (0, 0, 0)
     draw.rectangle(box, outline=ink, width=max(min(width, height) // 200, 1))
     if pic.source is not None:
-        _paste_source(canvas, pic.source, box)
+        _paste_source(canvas, pic.source, box, pic.markup)
     if text:
         size = max(min(width, height) // 28, 8)
         font = _font(size)
         chars = max(int((box[2] - box[0]) / (size * 0.55)) - 2, 8)
         y = box[1] + size
-        for n, line in enumerate(_lines(pic, chars)):
+        for n, line in enumerate(card_lines(pic, chars)):
             draw.text((box[0] + size + 1, y + 1), line, font=font, fill=shade)
             draw.text((box[0] + size, y), line, font=font, fill=ink)
             y += int(size * (1.6 if n == 0 else 1.3))
@@ -125,10 +134,13 @@ def _draw(pic: Picture, width: int, height: int, text: bool) -> Image.Image:
     return canvas
 
 
-def _paste_source(canvas: Image.Image, source: bytes, box: tuple[int, int, int, int]) -> None:
-    """Edits: a shrunken copy of the first input in the card's lower right corner."""
+def _paste_source(canvas: Image.Image, source: bytes, box: tuple[int, int, int, int], markup: bytes | None) -> None:
+    """Edits: a shrunken copy of the first input (with the markup over it) in the card's corner."""
     with Image.open(io.BytesIO(source)) as img:
         thumb = img.convert("RGBA")
+    if markup is not None:  # the edit checks made sure it is a PNG of the same size
+        with Image.open(io.BytesIO(markup)) as over:
+            thumb.alpha_composite(over.convert("RGBA"))
     side = max((box[3] - box[1]) // 3, 1)
     thumb.thumbnail((side, side))
     at = (box[2] - thumb.width - side // 8, box[3] - thumb.height - side // 8)
@@ -154,13 +166,13 @@ def encode(img: Image.Image, output_format: str, compression: int | None) -> byt
 
 def render(pic: Picture) -> bytes:
     """The final image, encoded."""
-    return encode(_draw(pic, pic.width, pic.height, text=True), pic.output_format, pic.compression)
+    return encode(draw(pic, pic.width, pic.height, text=True), pic.output_format, pic.compression)
 
 
 def render_partial(pic: Picture, step: int) -> bytes:
     """Partial image ``step`` of a stream: drawn tiny and blown up, so it looks blurred."""
     shrink = PARTIAL_SHRINK[min(step, len(PARTIAL_SHRINK) - 1)]
-    small = _draw(pic, max(pic.width // shrink, 1), max(pic.height // shrink, 1), text=False)
+    small = draw(pic, max(pic.width // shrink, 1), max(pic.height // shrink, 1), text=False)
     return encode(
         small.resize((pic.width, pic.height), Image.Resampling.BILINEAR),
         pic.output_format,

@@ -3,6 +3,16 @@
 The stream and the "cut" answers are raw ASGI responses because they do what frameworks
 avoid on purpose: break a response half-way, the way a dropped connection does. (uvicorn logs
 "ASGI callable returned without completing response." for those: that is the point.)
+
+Decisions on figures no source publishes (all labelled sandbox inventions):
+
+- ``usage`` of a gif or svg call is that of one image of the size and quality (the svg's
+  reference image); a gif's frames add nothing.
+- ``svg_usage`` counts the prompt plus a fixed instruction as input, the document (characters
+  / 4) plus reasoning tokens by ``svg.reasoning.effort`` (default medium) as output; its
+  ``model`` is ``svg.model`` or ``sandbox-svg-author``.
+- ``safety_identifier`` is echoed (body and completed event) only when the call gave it or
+  ``user``; dall-e answers carry nothing but ``created`` and ``data``.
 """
 
 from __future__ import annotations
@@ -18,11 +28,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from mcp_images.pricing.tokens import usage_body
+from mcp_images.pricing.tokens import builtin_entry, text_tokens, usage_body
 from mcp_images.sandbox.modes import Modes
 from mcp_images.sandbox.params import Call
 from mcp_images.sandbox.render import MIME_TYPES, Picture, render, render_partial
+from mcp_images.sandbox.render_formats import render_output
 from mcp_images.sandbox.state import RequestRecord, SandboxState
+
+TOKEN_FALLBACK_MODEL = "gpt-image-2"
+SVG_DEFAULT_AUTHOR = "sandbox-svg-author"  # when the call names none (no SVG model selection)
+SVG_DEFAULT_EFFORT = "medium"
+SVG_INSTRUCTION_TOKENS = 200  # what the author is told besides the prompt: a made-up, fixed figure
+# Reasoning tokens by effort: invented but monotonic, so a client can tell them apart.
+SVG_REASONING_TOKENS = {"none": 0, "minimal": 64, "low": 256, "medium": 1024, "high": 4096,
+                        "xhigh": 8192, "max": 16384}  # fmt: skip
 
 
 def picture(call: Call, index: int) -> Picture:
@@ -38,14 +57,17 @@ def picture(call: Call, index: int) -> Picture:
         count=p.n or 1,
         transparent=call.background == "transparent",
         output_format=call.output_format,
-        compression=p.output_compression,
+        compression=p.get("output_compression"),
         source=call.images[0] if call.images else None,
+        markup=call.markup,
+        frames=call.frame_count,
+        frame_ms=call.frame_duration_ms,
     )
 
 
 def render_all(call: Call) -> list[bytes]:
     """All n final images (blocking: run it in a worker thread)."""
-    return [render(picture(call, i)) for i in range(call.params.n or 1)]
+    return [render_output(picture(call, i)) for i in range(call.params.n or 1)]
 
 
 def usage_for(call: Call, *, omit: bool) -> dict[str, Any] | None:
@@ -54,7 +76,7 @@ def usage_for(call: Call, *, omit: bool) -> dict[str, Any] | None:
         return None
     p = call.params
     usage = usage_body(
-        call.spec.name,
+        token_model(call),
         prompt=p.prompt,
         n=p.n or 1,
         width=call.width,
@@ -72,6 +94,29 @@ def usage_for(call: Call, *, omit: bool) -> dict[str, Any] | None:
             "completion_tokens": usage["output_tokens"],
         }
     return usage
+
+
+def token_model(call: Call) -> str:
+    """Whose token rule ``call``'s usage follows: its own price-table entry, else gpt-image-2's
+    for a catalog model the table does not list yet (gpt-image-2.5, 2.6)."""
+    name = call.spec.name
+    return name if builtin_entry(name) is not None or not call.spec.known else TOKEN_FALLBACK_MODEL
+
+
+def svg_usage(call: Call, document: bytes) -> dict[str, Any]:
+    """The SVG author's own usage: prompt in, the document (and its reasoning) out."""
+    svg = call.params.get("svg") or {}
+    effort = (svg.get("reasoning") or {}).get("effort") or SVG_DEFAULT_EFFORT
+    reasoning = SVG_REASONING_TOKENS.get(effort, SVG_REASONING_TOKENS[SVG_DEFAULT_EFFORT])
+    input_tokens = text_tokens(call.params.prompt) + SVG_INSTRUCTION_TOKENS
+    output_tokens = text_tokens(document.decode("utf-8")) + reasoning
+    return {
+        "model": svg.get("model") or SVG_DEFAULT_AUTHOR,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "reasoning_tokens": reasoning,
+        "total_tokens": input_tokens + output_tokens,
+    }
 
 
 def image_body(
@@ -106,6 +151,10 @@ def image_body(
     usage = usage_for(call, omit=omit_usage)
     if usage is not None:
         body["usage"] = usage
+    if call.output_format == "svg" and images:
+        body["svg_usage"] = svg_usage(call, images[0])
+    if call.safety_identifier is not None:
+        body["safety_identifier"] = call.safety_identifier
     return body
 
 
@@ -140,6 +189,8 @@ def stream_events(call: Call, *, omit_usage: bool) -> Iterable[bytes]:
     usage = usage_for(call, omit=omit_usage)
     if usage is not None:
         completed["usage"] = usage
+    if call.safety_identifier is not None:
+        completed["safety_identifier"] = call.safety_identifier
     yield sse(f"{prefix}.completed", completed)
     if call.provider.done_marker:
         yield b"data: [DONE]\n\n"

@@ -75,6 +75,7 @@ class SandboxSettings:
     latency: float = 0.0
     stream_delay: float = 0.05
     async_pending_polls: int = 2
+    permissive_models: bool = False  # OpenAI/Azure serve unknown models instead of 404
 
 
 @dataclass
