@@ -1,7 +1,8 @@
-"""Task-group helpers: a failure inside a group comes out as itself, not as a group.
+"""Task-group helpers: a failure inside a group comes out as the clear error it holds.
 
 anyio wraps every error raised in a task group in an ExceptionGroup; callers (and the
-agent reading the tool error) want the one error that happened.
+agent reading the tool error) want the error that happened, not "internal error" for a
+group of two "disk full" errors from two images of the same call.
 """
 
 from __future__ import annotations
@@ -11,15 +12,41 @@ from contextlib import contextmanager
 
 import anyio
 
+from mcp_images.errors import McpImagesError
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def reduce_errors(errors: list[McpImagesError]) -> McpImagesError:
+    """One error for several: the first when they all say the same, else the first's type
+    carrying every distinct message."""
+    messages = list(dict.fromkeys(e.plain for e in errors))
+    if len(messages) == 1:
+        return errors[0]
+    text = f"{len(messages)} errors: " + "; ".join(f"({i}) {m}" for i, m in enumerate(messages, 1))
+    return errors[0].reworded(text)
+
 
 @contextmanager
 def single_errors() -> Iterator[None]:
-    """Re-raise a group holding exactly one error as that error."""
+    """Re-raise a group as the one error it holds, or as our errors reduced to one.
+
+    A group holding anything else (a bug, a cancellation mixed in) is raised as it is.
+    """
     try:
         yield
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        ours = [e for e in leaves if isinstance(e, McpImagesError)]
+        if len(ours) == len(leaves):
+            raise reduce_errors(ours) from group
         raise
 
 

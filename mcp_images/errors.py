@@ -27,9 +27,25 @@ Every message is safe to show to the agent: no secret ever goes into one.
 
 from __future__ import annotations
 
+import copy
+from typing import Self
+
 
 class McpImagesError(Exception):
     """Base class for every error this package raises on purpose."""
+
+    @property
+    def plain(self) -> str:
+        """The message alone (an upstream error's status and ids are shown beside it)."""
+        return str(getattr(self, "message", None) or self)
+
+    def reworded(self, message: str) -> Self:
+        """A copy of this error (same type, same facts) that says ``message`` instead."""
+        twin = copy.copy(self)
+        twin.args = (message,)
+        if hasattr(twin, "message"):
+            setattr(twin, "message", message)  # noqa: B010 - UpstreamError renders its message attribute
+        return twin
 
 
 class RequestError(McpImagesError):

@@ -467,7 +467,9 @@ async def test_a_provider_job_pending_past_the_deadline_fails_naming_its_task_id
 # --- fixed in tools, results and server (found by this review) -----------------------------
 
 
-async def test_a_call_cancelled_while_saving_leaves_no_image_file(tmp_path: Any, sandbox: Any) -> None:
+async def test_a_call_cancelled_while_saving_keeps_the_paid_images_whole_and_logs_them(
+    tmp_path: Any, sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = make_settings(tmp_path, sandbox.base_url)
     saving = anyio.Event()
 
@@ -490,7 +492,11 @@ async def test_a_call_cancelled_while_saving_leaves_no_image_file(tmp_path: Any,
         await saving.wait()
         await anyio.sleep(0.1)  # lands inside the saving threads
         scope.cancel()
-    assert saved_files(settings) == []
+    kept = saved_files(settings)
+    for path in kept:  # each whole (written atomically), none half-written
+        with Image.open(path) as img:
+            img.load()
+    assert all(str(path) in caplog.text for path in kept)
 
 
 async def test_one_unusable_image_of_several_is_reported_and_the_good_one_kept(tmp_path: Any) -> None:

@@ -22,6 +22,7 @@ from mcp_images.config import Settings
 from mcp_images.errors import McpImagesError, error_dict
 from mcp_images.runtime import Runtime
 from mcp_images.server import results
+from mcp_images.server.studio import register_studio, studio_extension
 from mcp_images.server.tools import build_tools
 from mcp_images.storage.store import id_from_ref
 from mcp_images.work.progress import Progress
@@ -69,7 +70,8 @@ async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
     from mcp_images.tasks.store import TaskStore
 
     try:
-        store = TaskStore(rt.settings.resolved_data_dir / "tasks.sqlite3")
+        # Opening runs pragmas that may wait on another program's lock: never on the loop.
+        store = await anyio.to_thread.run_sync(TaskStore, rt.settings.resolved_data_dir / "tasks.sqlite3")
     except ConfigError as exc:
         rt.tasks_error = str(exc)
         rt.tasks_ready.set()
@@ -79,15 +81,14 @@ async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
     )
     try:
         async with manager.running():
-            resumed = manager.resume_provider_tasks(lambda record: _make_poller(rt, record))
-            if resumed:
-                logger.info("resumed polling %d provider-held task(s)", resumed)
+            manager.resume_provider_tasks(lambda record: _make_poller(rt, record))  # in the background
             rt.task_manager = manager
             rt.tasks_ready.set()
             await stop.wait()
     finally:
         rt.task_manager = None
-        store.close()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(store.close)
 
 
 def _make_poller(rt: Runtime, record: Any) -> Any:
@@ -136,6 +137,7 @@ def create_server(settings: Settings, *, http_client: Any = None, transport: str
         version=__version__,
         instructions=INSTRUCTIONS,
         tools=build_tools(rt),
+        extensions=[studio_extension(rt)],
         lifespan=lifespan,
         log_level=settings.log_level,
     )
@@ -144,6 +146,7 @@ def create_server(settings: Settings, *, http_client: Any = None, transport: str
     # client would otherwise see a prompts capability with nothing behind it.
     for method in ("prompts/list", "prompts/get"):
         server._lowlevel_server._request_handlers.pop(method, None)  # pyright: ignore[reportPrivateUsage]
+    register_studio(server, rt)  # the image studio (MCP Apps), shown only to hosts that negotiated it
 
     @server.resource(
         "images://{image_id}",

@@ -19,8 +19,8 @@ import anyio
 from mcp_images.catalog.edit_rules import check_edit_inputs
 from mcp_images.catalog.models import ImageParams, ModelSpec
 from mcp_images.catalog.parameters import form_fields, wire_body
-from mcp_images.concurrency import single_errors
-from mcp_images.errors import UpstreamError
+from mcp_images.concurrency import reduce_errors, single_errors
+from mcp_images.errors import ConfigError, McpImagesError, UpstreamError
 from mcp_images.runtime import Runtime
 from mcp_images.storage.store import StoredImage
 from mcp_images.work.progress import Progress
@@ -201,7 +201,7 @@ async def finish(
     budget = preview_budget(rt, len(response.data))
     saved: list[SavedImage | None] = [None] * len(response.data)
     created: list[Path] = []  # every file this call wrote, appended from the worker threads
-    failures: list[str] = []
+    failures: list[McpImagesError] = []
     if any(d.url and not d.b64_json for d in response.data):
         await progress.phase("downloading")
     await progress.phase("saving")
@@ -220,10 +220,10 @@ async def finish(
             saved[index] = await anyio.to_thread.run_sync(
                 lambda: save_and_preview(rt, data, params, budget, created), limiter=rt.image_threads
             )
-        except UpstreamError as exc:
+        except (UpstreamError, ConfigError) as exc:
             if len(response.data) == 1:
                 raise
-            failures.append(f"image {index + 1} of {len(response.data)} was not usable: {exc}")
+            failures.append(exc.reworded(f"image {index + 1} of {len(response.data)} was not usable: {exc.plain}"))
 
     try:
         with single_errors():
@@ -231,15 +231,17 @@ async def finish(
                 for i in range(len(response.data)):
                     tg.start_soon(one, i)
         if not any(saved):
-            raise UpstreamError("; ".join(failures) or "the upstream sent no usable image")
+            raise reduce_errors(failures) if failures else UpstreamError("the upstream sent no usable image")
+    except McpImagesError as exc:
+        raise _naming_kept(exc, created) from exc
     except BaseException:
-        # Cancelled or failed: no image of this call stays behind without a result naming it.
-        for path in created:
-            path.unlink(missing_ok=True)
+        # Cancelled: the images already paid for stay where they are, and the log says where.
+        if created:
+            logger.warning("call stopped after saving %d image(s), kept: %s", len(created), ", ".join(map(str, created)))
         raise
-    warnings = [*warnings, *failures]
-
     images = [s for s in saved if s is not None]
+    warnings = [*warnings, *(str(f) for f in failures), *(s.stored.note for s in images if s.stored.note)]
+
     usage = response.usage
     cost = _cost(rt, params, spec, usage, len(images), input_sizes or [], edit)
     revised = [d.revised_prompt for d in response.data if d.revised_prompt]
@@ -256,6 +258,14 @@ async def finish(
         edit=edit,
         elapsed=progress.elapsed,
     )
+
+
+def _naming_kept(exc: McpImagesError, created: list[Path]) -> McpImagesError:
+    """``exc`` saying which files of the call were saved before it failed (they are kept)."""
+    if not created:
+        return exc
+    note = f"; {len(created)} file(s) of this call were saved and kept: {', '.join(map(str, created))}"
+    return exc.reworded(f"{exc.plain}{note}")
 
 
 def _cost(
