@@ -263,3 +263,29 @@ def test_an_svg_with_external_hrefs_renders_without_reading_files_or_the_network
 def _close(a: object, b: object, tolerance: int = 40) -> bool:
     assert isinstance(a, tuple) and isinstance(b, tuple)
     return all(abs(int(x) - int(y)) <= tolerance for x, y in zip(a, b, strict=True))
+
+
+def test_probe_any_measures_an_svg_file_and_still_probes_rasters(tmp_path: Path) -> None:
+    from mcp_images.imaging.formats import probe_any
+
+    svg_path = tmp_path / "landscape.svg"
+    svg_path.write_bytes(GRADIENT_SVG)
+    info = probe_any(svg_path)
+    assert (info.format, info.width, info.height, info.bytes) == ("svg", 640, 320, len(GRADIENT_SVG))
+    assert probe_any(animated_gif(frames=3, size=(40, 30))).format == "gif"
+    with pytest.raises(InputError, match="no such file"):
+        probe_any(tmp_path / "missing.svg")
+
+
+@pytest.mark.anyio
+async def test_reading_a_saved_svg_back_as_a_resource_gives_image_svg_xml(tmp_path: Path) -> None:
+    from mcp_images.server.build import create_server
+
+    settings = make_settings(tmp_path, None)
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"><rect width="20" height="10"/></svg>'
+    stored = save_bytes(Runtime(settings), svg, params())
+    async with Client(create_server(settings)) as client:
+        read = await client.read_resource(stored.uri)
+    blob = read.contents[0]
+    assert isinstance(blob, BlobResourceContents)
+    assert (blob.mime_type, base64.b64decode(blob.blob)) == ("image/svg+xml", svg)

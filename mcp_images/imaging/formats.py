@@ -130,6 +130,33 @@ def probe(source: Path | bytes, *, verify: bool = True) -> ImageInfo:
     return info
 
 
+def probe_any(source: Path | bytes, *, verify: bool = True) -> ImageInfo:
+    """`probe`, and an SVG document too (its size from width/height or viewBox, see `svg`).
+
+    For the places that list or save results, where an SVG is a picture like any other;
+    inputs keep `probe`, which refuses SVG by name.
+
+    Raises:
+        InputError: not a complete image in a known format, or an SVG `svg.parse_svg` refuses.
+    """
+    from mcp_images.imaging.svg import MAX_SVG_BYTES, parse_svg
+
+    if isinstance(source, bytes):
+        data = source
+    else:
+        try:
+            with source.open("rb") as fp:
+                data = fp.read(SNIFF_BYTES)
+                if sniff_format(data) == "svg":
+                    data += fp.read(MAX_SVG_BYTES + 1 - len(data))  # parse_svg refuses anything longer
+        except OSError:
+            return probe(source, verify=verify)  # which names the problem
+    if sniff_format(data[:SNIFF_BYTES]) != "svg":
+        return probe(source, verify=verify)
+    doc = parse_svg(data)
+    return ImageInfo(format="svg", width=doc.width, height=doc.height, has_alpha=True, bytes=len(data))
+
+
 def _check_gif(source: Path | bytes) -> None:
     """Every frame of a GIF is there (Pillow's verify() checks nothing for GIF).
 

@@ -104,15 +104,9 @@ def inspect_result(data: bytes, *, verify: bool) -> ImageInfo:
     Raises:
         InputError: the bytes are not a complete image (the caller words it as the upstream's fault).
     """
-    from mcp_images.imaging.formats import SNIFF_BYTES, ImageInfo, probe, sniff_format
+    from mcp_images.imaging.formats import SNIFF_BYTES, probe_any, sniff_format
 
-    kind = sniff_format(data[:SNIFF_BYTES])
-    if kind == "svg":
-        from mcp_images.imaging.svg import parse_svg
-
-        doc = parse_svg(data)
-        return ImageInfo(format="svg", width=doc.width, height=doc.height, has_alpha=True, bytes=len(data))
-    return probe(data, verify=verify or kind == "gif")
+    return probe_any(data, verify=verify or sniff_format(data[:SNIFF_BYTES]) == "gif")
 
 
 def preview_budget(rt: Runtime, count: int) -> int:
