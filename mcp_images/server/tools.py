@@ -25,6 +25,7 @@ from mcp_images.errors import ConfigError, McpImagesError, error_dict
 from mcp_images.runtime import Runtime
 from mcp_images.server import results
 from mcp_images.server.schemas import input_schema, output_schema
+from mcp_images.server.studio import tool_meta
 from mcp_images.work.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,14 @@ def _stub() -> None:
 
 
 def make_tool(
-    rt: Runtime, *, name: str, title: str, description: str, body: ToolBody, annotations: ToolAnnotations
+    rt: Runtime,
+    *,
+    name: str,
+    title: str,
+    description: str,
+    body: ToolBody,
+    annotations: ToolAnnotations,
+    meta: dict[str, Any] | None = None,
 ) -> Tool:
     """A tool whose arguments are read by `parse_arguments` and whose errors are clear tool errors."""
 
@@ -83,7 +91,9 @@ def make_tool(
             logger.info("%s refused: %s", name, type(exc).__name__)
             return results.error_result_from_dict(rt.scrub(error_dict(exc)))
 
-    base = Tool.from_function(_stub, name=name, title=title, description=description, annotations=annotations)
+    base = Tool.from_function(
+        _stub, name=name, title=title, description=description, annotations=annotations, meta=meta
+    )
     fields = {key: getattr(base, key) for key in Tool.model_fields}
     fields.update(fn=handler, parameters=input_schema(name, rt.catalog.names()), is_async=True, context_kwarg=None)
     return ArgumentsTool(**fields, declared_output=output_schema(name))
@@ -193,6 +203,6 @@ def build_tools(rt: Runtime) -> list[Tool]:
         ("estimate_cost", "Estimate cost", ESTIMATE_DESCRIPTION, _estimate, READ),
     ]
     return [
-        make_tool(rt, name=name, title=title, description=desc, body=body, annotations=ann)
+        make_tool(rt, name=name, title=title, description=desc, body=body, annotations=ann, meta=tool_meta(name))
         for name, title, desc, body, ann in rows
     ]
