@@ -58,7 +58,8 @@ async def test_the_studio_resource_is_one_self_contained_html_document_served_as
     assert content.text.lower().startswith("<!doctype html>")
     assert content.meta == {"ui": {"prefersBorder": True}}  # no CSP domains: it loads nothing remote
     html = content.text
-    assert re.search(r"https?://", html) is None, "no remote scripts, fonts, styles or images"
+    remote = re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|@import|url\(\s*["']?(https?:)?//""", html)
+    assert remote is None, "no remote scripts, fonts, styles or images"
     assert "<script src" not in html and "<link" not in html
     for method in ("ui/initialize", "ui/notifications/initialized", "ui/notifications/tool-result", "tools/call"):
         assert method in html
@@ -151,5 +152,5 @@ async def test_a_call_for_a_page_past_the_limit_is_refused(apps_client: Client) 
 
 def test_the_studio_declares_no_image_domains_unless_signed_links_are_configured(tmp_path: Path) -> None:
     assert resource_domains(make_settings(tmp_path, None)) == []
-    signed = SimpleNamespace(signed_url_base="https://img.example.com/dl/")
+    signed = SimpleNamespace(public_url="https://img.example.com/dl/")
     assert resource_domains(cast(Settings, signed)) == ["https://img.example.com"]

@@ -59,11 +59,11 @@ def studio_html() -> str:
 def resource_domains(settings: Settings) -> list[str]:
     """Origins the studio loads images from besides ``data:`` (the CSP's ``resourceDomains``).
 
-    Images reach the studio as previews in the result and as ``resources/read`` answers, both
-    inline, so today this is empty. The hook for signed download URLs: when a setting names
-    the public base of such links, its origin goes here so hosts let the ``<img>`` load it.
+    Previews and ``resources/read`` answers reach the studio inline. Signed download links
+    are served from the server's public URL (``public_url``, when set; read with getattr
+    while that setting is new), so its origin is declared for hosts to let the ``<img>`` load.
     """
-    base = getattr(settings, "signed_url_base", None)
+    base = getattr(settings, "public_url", None)
     if not base:
         return []
     from urllib.parse import urlsplit
