@@ -161,3 +161,32 @@ async def test_a_background_task_shows_its_progress_then_fills_in_and_the_studio
         await app.get_by_role("tab", name="Recent").click()
         await expect(app.locator("#recent-grid .card")).to_have_count(1)
         assert host.tool_calls("studio_recent_images") == [{"offset": 0, "limit": 12}]
+
+
+@pytest.mark.anyio
+async def test_on_a_gpt_image_2_5_model_the_painting_can_go_as_markup_opaque_strokes_on_transparent(
+    settings: Settings, sandbox: Any
+) -> None:
+    from playwright.async_api import expect
+
+    async with studio_page(settings, width=700) as (page, host):
+        args = "{prompt: 'a teapot', model: 'gpt-image-2.5-flare', size: '1024x1024'}"
+        await page.evaluate(f"runTool('generate_image', {args})")
+        app = page.frame_locator("#app")
+        await app.get_by_role("button", name="Edit Image 1").click()
+        await app.get_by_label("Markup").check()
+        await paint_left_half(page, app.locator("#paint"))
+        await app.get_by_role("textbox", name="Instruction for the edit").fill("add a lid here")
+        await app.get_by_role("button", name="Send edit").click()
+        await app.get_by_role("button", name="Run").click()
+        await expect(app.get_by_role("button", name="Result 2")).to_be_visible()
+
+    [edit] = host.tool_calls("edit_image")
+    assert "mask" not in edit
+    assert edit["model"] == "gpt-image-2.5-flare"
+    markup = decode_data_uri(edit["markup"])
+    assert markup.size == (1024, 1024)
+    alpha = markup.convert("RGBA").getchannel("A")
+    assert alpha.getpixel((300, 512)) == 255  # a stroke: opaque
+    assert alpha.getpixel((900, 512)) == 0  # elsewhere: transparent
+    assert [u.field for u in sandbox.state.image_requests()[-1].uploads].count("markup") == 1
