@@ -1,7 +1,8 @@
-"""``mcp-images``: run the server (stdio or streamable HTTP), the local sandbox, or the demo.
+"""``mcp-images``: run the server (stdio or streamable HTTP), the local sandbox, the demo, or
+a command for people (``generate``, ``edit``, ``estimate``, ``tasks``, ``doctor``: `console`).
 
 stdout belongs to the MCP protocol under stdio, so everything said to a person goes to
-stderr (the sandbox and demo commands, which speak no protocol, use stdout).
+stderr (the sandbox, demo and people's commands, which speak no protocol, use stdout).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import gc
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -99,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve unknown model names on the OpenAI and Azure paths too (the real API answers 404)",
     )
     demo = sub.add_parser("demo", help="offline end-to-end tour against the sandbox")
-    demo.add_argument("--output-dir", help="folder for the demo's images (default: a new one, named)")
+    demo.add_argument(
+        "--output-dir", help="folder for the demo's images (default: a new temporary folder; its path is printed)"
+    )
+    from mcp_images.console.commands import register
+
+    register(sub)
     return parser
 
 
@@ -153,32 +160,51 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
     if settings.api_key is None:
         log.warning("no API key: set MCP_IMAGES_API_KEY (or OPENAI_API_KEY); tools will say so when called")
     if ns.transport == "http":
-        log.info("serving streamable HTTP at http://%s:%d/mcp", ns.host, ns.port)
-        serve_http(server, host=ns.host, port=ns.port, max_body_bytes=settings.http_max_body_bytes)
+        return serve_http(server, host=ns.host, port=ns.port, max_body_bytes=settings.http_max_body_bytes)
     else:
         server.run()
     return 0
 
 
-def serve_http(server: Any, *, host: str, port: int, max_body_bytes: int) -> None:
+def http_url(host: str, port: int) -> str:
+    """The server's URL as a person pastes it: an IPv6 address in brackets."""
+    bare = host.strip("[]")
+    return f"http://{f'[{bare}]' if ':' in bare else bare}:{port}/mcp"
+
+
+def serve_http(server: Any, *, host: str, port: int, max_body_bytes: int) -> int:
     """Serve ``server`` over streamable HTTP with uvicorn, behind the request body limit.
 
     What ``MCPServer.run("streamable-http")`` does, with the app wrapped: the SDK's own limit
-    buffers a body whole before it looks (see server/http_limits.py).
+    buffers a body whole before it looks (see server/http_limits.py). The socket is bound
+    first, so "serving" is said only once it is true, and a port in use is one clear line.
+    Returns the exit code (2: the address cannot be bound).
     """
+    import socket
+
     import anyio
     import uvicorn
 
     from mcp_images.server.http_limits import limit_request_bodies
 
     bind = host.strip("[]")
+    try:
+        sock = socket.create_server((bind, port), family=socket.AF_INET6 if ":" in bind else socket.AF_INET)
+    except OSError as exc:
+        sys.stderr.write(
+            f"mcp-images: cannot listen on {http_url(host, port).removesuffix('/mcp')}: {os.strerror(exc.errno) if exc.errno else exc}; "
+            "pick another --port (0 lets the system choose)\n"
+        )
+        return 2
     app = server.streamable_http_app(
         host=bind, max_request_body_size=max_body_bytes, transport_security=http_security(host)
     )
     config = uvicorn.Config(
         limit_request_bodies(app, max_body_bytes), host=bind, port=port, log_level=server.settings.log_level.lower()
     )
-    anyio.run(uvicorn.Server(config).serve)
+    logging.getLogger("mcp_images").info("serving streamable HTTP at %s", http_url(host, sock.getsockname()[1]))
+    anyio.run(uvicorn.Server(config).serve, [sock])
+    return 0
 
 
 def _tune_malloc() -> None:
@@ -213,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    if ns.command in ("sandbox", "demo"):
+    from mcp_images.console.commands import COMMANDS  # already imported by build_parser
+
+    if ns.command in ("sandbox", "demo", *COMMANDS):
         gc.enable()
     if ns.command == "sandbox":
         from mcp_images.sandbox import run
@@ -224,6 +252,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from mcp_images.demo import main as demo_main
 
         return demo_main(ns.output_dir)
+    if ns.command in COMMANDS:
+        from mcp_images.console.commands import run
+
+        return run(ns, flag_names(parser))
     return _serve(ns, flag_names(parser))
 
 
