@@ -16,16 +16,13 @@ import stat
 from pathlib import Path
 
 from mcp_images.errors import ConfigError
+from mcp_images.units import format_bytes
 
 __all__ = ["MAX_CONFIG_FILE_BYTES", "check_config_file", "read_config_text"]
 
 MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024  # the built-in catalog, prices and providers are under 64 KB
 # A FIFO opened for reading without O_NONBLOCK waits for a writer; not every OS has the flag.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):,.1f} MiB"
 
 
 def _refuse_mode(mode: int, size: int, named: str, limit: int) -> None:
@@ -35,7 +32,7 @@ def _refuse_mode(mode: int, size: int, named: str, limit: int) -> None:
     if not stat.S_ISREG(mode):
         raise ConfigError(f"{named} is not a regular file (a device, FIFO or socket); give the path of a file")
     if size > limit:
-        raise ConfigError(f"{named} is {_mib(size)}; a configuration file may be at most {_mib(limit)}")
+        raise ConfigError(f"{named} is {format_bytes(size)}; a configuration file may be at most {format_bytes(limit)}")
 
 
 def check_config_file(path: Path, *, setting: str, what: str = "file", limit: int = MAX_CONFIG_FILE_BYTES) -> None:
@@ -83,7 +80,7 @@ def read_config_text(path: Path, *, setting: str, what: str = "file", limit: int
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise ConfigError(f"{named} grew past {_mib(limit)} while it was read")
+        raise ConfigError(f"{named} grew past {format_bytes(limit)} while it was read")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,13 +37,22 @@ IMAGE_THREADS = max(2, os.cpu_count() or 2)
 ANSWER_SLOTS = 2 * IMAGE_THREADS  # upstream answers read and saved at once (see concurrency.BodySlot)
 
 
+def kept_folders(settings: Settings) -> list[Path]:
+    """Where an image goes when the output folder cannot take it: the data folder, then the
+    system's temporary folder (wherever still has room)."""
+    import tempfile
+
+    user = f"-{os.getuid()}" if hasattr(os, "getuid") else ""  # a shared /tmp: one folder per user
+    return [settings.resolved_data_dir / "kept-images", Path(tempfile.gettempdir()) / f"mcp-images-kept{user}"]
+
+
 class Runtime:
     """Everything a tool call needs, built once per server."""
 
     def __init__(self, settings: Settings, *, http_client: httpx2.AsyncClient | None = None) -> None:
         self.settings = settings
         self.catalog: Catalog = load_catalog(settings.catalog)
-        self.store = ImageStore(settings.resolved_output_dir)
+        self.store = ImageStore(settings.resolved_output_dir, kept_dirs=kept_folders(settings))
         self._http = http_client
         self._owns_http = http_client is None
         self._http_lock = anyio.Lock()

@@ -204,17 +204,17 @@ def png(label: str = "image 1", w: int = 1024, h: int = 1024, *, size: int = 100
 
 EDIT_INPUTS_BAD = [
     ("gpt-image-2", [png(f"image {i}") for i in range(17)], None, "image", "at most 16"),
-    ("gpt-image-2", [png(size=50 * 1024 * 1024 + 1)], None, "image", "under 50 MB"),
+    ("gpt-image-2", [png(size=50 * 1024 * 1024 + 1)], None, "image", "under 50 MiB"),
     ("gpt-image-2", [InputFacts("image 1", "gif", 10, 10, 10, False)], None, "image", "png, jpeg, webp"),
     ("gpt-image-2", [InputFacts("image 1", None, 0, 0, 10, False)], None, "image", "not an image"),
     ("dall-e-2", [png(), png("image 2")], None, "image", "at most 1 input image"),
     ("dall-e-2", [png(w=1024, h=512)], None, "image", "square PNG"),
-    ("dall-e-2", [png(size=4 * 1024 * 1024 + 1)], None, "image", "under 4 MB"),
+    ("dall-e-2", [png(size=4 * 1024 * 1024 + 1)], None, "image", "under 4 MiB"),
     ("dall-e-2", [InputFacts("image 1", "jpeg", 512, 512, 10, False)], None, "image", "png"),
     ("gpt-image-2", [png()], png("mask", alpha=False), "mask", "no alpha channel"),
     ("gpt-image-2", [png()], InputFacts("mask", "jpeg", 1024, 1024, 10, False), "mask", "PNG with an alpha"),
     ("gpt-image-2", [png()], png("mask", 512, 512, alpha=True), "mask", "must match exactly"),
-    ("gpt-image-2", [png()], png("mask", alpha=True, size=4 * 1024 * 1024 + 1), "mask", "under 4 MB"),
+    ("gpt-image-2", [png()], png("mask", alpha=True, size=4 * 1024 * 1024 + 1), "mask", "under 4 MiB"),
     ("gpt-image-2", [], None, "image", "at least one"),
 ]
 

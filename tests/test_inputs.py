@@ -500,7 +500,7 @@ async def test_a_download_without_content_length_stops_as_soon_as_it_passes_the_
 ) -> None:
     base, _ = server
     message = await fetch_refused(f"{base}/endless", replace(url_policy, max_download_bytes=65_536))
-    assert "more than the 64 KB download limit" in message
+    assert "more than the 64 KiB download limit" in message
 
 
 @pytest.mark.anyio
@@ -509,7 +509,7 @@ async def test_a_content_length_over_the_cap_is_refused_before_reading(
 ) -> None:
     base, _ = server
     message = await fetch_refused(f"{base}/big.png", replace(url_policy, max_download_bytes=1024))
-    assert "over the 1 KB download limit" in message
+    assert "over the 1 KiB download limit" in message
 
 
 @pytest.mark.anyio

@@ -137,7 +137,7 @@ def test_a_huge_env_file_stops_the_start_and_a_folder_called_env_is_ignored(
 ) -> None:
     with (tmp_path / ".env").open("wb") as f:
         f.truncate(5 * 1024 * 1024)
-    assert "at most 4.0 MiB" in start_error(capsys)
+    assert "at most 4 MiB" in start_error(capsys)
     (tmp_path / ".env").unlink()
     (tmp_path / ".env").mkdir()  # a virtualenv named .env
     assert load_settings().provider == "openai"

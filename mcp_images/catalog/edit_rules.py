@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mcp_images.catalog.arguments import problem_from
 from mcp_images.catalog.checks import one_of
 from mcp_images.catalog.models import GENERIC_EDIT_MAX_IMAGES, ModelSpec
+from mcp_images.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def _overlay_problems(what: str, facts: InputFacts, images: list[InputFacts], li
         clear = "the area to edit fully transparent (alpha 0)" if what == "mask" else "everything but the drawing transparent"
         out.append((what, f"{label} has no alpha channel: save it as RGBA PNG with {clear}"))
     if facts.bytes > limit:
-        out.append((what, f"{label} is {facts.bytes / 1e6:.1f} MB; it must be under {limit // (1024 * 1024)} MB"))
+        out.append((what, f"{label} is {format_bytes(facts.bytes)}; it must be under {format_bytes(limit)}"))
     if images and (facts.width, facts.height) != (images[0].width, images[0].height):
         first = images[0]
         out.append(
@@ -82,7 +83,7 @@ def check_edit_inputs(
             problems.append(
                 (
                     "image",
-                    f"{img.label} is {img.bytes / 1e6:.1f} MB; {name} takes images under {spec.edit_max_bytes // (1024 * 1024)} MB",
+                    f"{img.label} is {format_bytes(img.bytes)}; {name} takes images under {format_bytes(spec.edit_max_bytes)}",
                 )
             )
         if spec.edit_square_only and img.width != img.height:

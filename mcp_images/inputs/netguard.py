@@ -43,6 +43,7 @@ import anyio
 import httpx2
 
 from mcp_images.errors import InputError
+from mcp_images.units import format_bytes
 
 HostResolver = Callable[[str, int], Awaitable[list[str]]]
 """(host, port) -> the addresses the host resolves to, as strings."""
@@ -310,10 +311,10 @@ async def _read(response: httpx2.Response, target: Target, max_bytes: int) -> tu
         return b"", response.headers["location"]
     if not response.is_success:
         raise InputError(f"{where} answered HTTP {response.status_code}; check the URL")
-    cap = _human(max_bytes)
+    cap = format_bytes(max_bytes)
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
-        raise InputError(f"{where} is {_human(int(length))}, over the {cap} download limit")
+        raise InputError(f"{where} is {format_bytes(int(length))}, over the {cap} download limit")
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise InputError(f"{where} was sent {encoding}-compressed; give a direct link to the image")
@@ -325,7 +326,3 @@ async def _read(response: httpx2.Response, target: Target, max_bytes: int) -> tu
     return bytes(body), None
 
 
-def _human(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MB"
-    return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} bytes"

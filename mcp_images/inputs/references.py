@@ -32,6 +32,7 @@ from mcp_images.errors import InputError
 from mcp_images.imaging import formats as imaging
 from mcp_images.inputs import netguard
 from mcp_images.inputs.sources import IdResolver, Source, locate
+from mcp_images.units import format_bytes
 
 if TYPE_CHECKING:
     import httpx2
@@ -253,7 +254,7 @@ def _check_size(source: Source, shown: str, cap: int) -> None:
             raise InputError(f"{shown}: cannot read it ({exc.strerror})") from exc
     if size > cap:
         raise InputError(
-            f"{shown} is {_megabytes(size)}; input images must be under {_megabytes(cap)}: give a smaller file"
+            f"{shown} is {format_bytes(size)}; input images must be under {format_bytes(cap)}: give a smaller file"
         )
 
 
@@ -268,10 +269,6 @@ def _check_pixels(info: imaging.ImageInfo, shown: str, cap: int, what: str) -> N
             f"{shown} is {info.width}x{info.height} {info.format.upper()}, too large to be {what} here "
             f"(at most {cap / 1e6:g} megapixels): convert it to a PNG or JPEG yourself, or make it smaller"
         )
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / (1024 * 1024):,.1f} MB"
 
 
 def _head(source: Source, label: str) -> bytes:

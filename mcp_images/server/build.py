@@ -51,10 +51,11 @@ class ImagesServer(MCPServer[Any]):
             raise ResourceNotFoundError(f"no image {uri}: it was never made here, or its file was deleted")
         import anyio
 
-        from mcp_images.imaging.formats import FORMAT_MIME, sniff_format
+        from mcp_images.imaging.formats import SNIFF_BYTES, sniff_format
+        from mcp_images.imaging.mime import mime_type
 
         data = await anyio.Path(path).read_bytes()
-        mime = FORMAT_MIME.get(sniff_format(data[:32]) or "", "application/octet-stream")
+        mime = mime_type(sniff_format(data[:SNIFF_BYTES]))
         contents: Iterable[ReadResourceContents] = [ReadResourceContents(content=data, mime_type=mime)]
         return contents
 

@@ -12,17 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 
+from mcp_images.units import format_bytes
 from mcp_images.work.tools import Outcome
 
 if TYPE_CHECKING:
     from mcp_images.tasks.store import TaskRecord
     from mcp_images.work.estimates import Estimate
-
-
-def _human_bytes(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f} MB"
-    return f"{n / 1000:.0f} KB"
 
 
 def usage_line(usage: dict[str, Any] | None) -> str | None:
@@ -86,7 +81,7 @@ def summary(outcome: Outcome) -> str:
     lines = [head + f" in {outcome.elapsed:.1f} s:"]
     for i, s in enumerate(outcome.images, 1):
         st = s.stored
-        lines.append(f"{i}. {st.path} — {st.width}x{st.height} {st.format}, {_human_bytes(st.bytes)} — {st.uri}")
+        lines.append(f"{i}. {st.path} — {st.width}x{st.height} {st.format}, {format_bytes(st.bytes)} — {st.uri}")
     if outcome.partials:
         lines.append("partial images: " + ", ".join(s.uri for s in outcome.partials))
     if (u := usage_line(outcome.usage)) is not None:

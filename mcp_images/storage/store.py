@@ -26,6 +26,7 @@ import secrets
 import stat
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,10 +177,16 @@ def id_from_ref(ref: str) -> str | None:
 
 
 class ImageStore:
-    """The output folder. Writes are atomic and never replace an existing file."""
+    """The output folder. Writes are atomic and never replace an existing file.
 
-    def __init__(self, output_dir: Path) -> None:
+    ``kept_dirs`` are where an image goes when the output folder cannot take it (read-only,
+    full, gone): a paid image is never discarded. They are searched by `find` too, so an
+    image kept there is still an ``images://`` resource and an edit input.
+    """
+
+    def __init__(self, output_dir: Path, kept_dirs: Sequence[Path] = ()) -> None:
         self.output_dir = output_dir
+        self.kept_dirs = list(kept_dirs)
 
     def save(
         self,
@@ -210,24 +217,46 @@ class ImageStore:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             stem = f"{stamp}-{slugify(prompt)}{'-' + tag if tag else ''}"
         name = f"{stem}-{image_id}.{ext}"
-        folder, note = self._write(subdir, name, data)
+        try:
+            folder, note = self._write(self.output_dir, subdir, name, data)
+        except OSError as exc:
+            folder, note = self._keep_elsewhere(name, data, exc)
         return StoredImage(
             id=image_id, path=folder / name, format=fmt, width=width, height=height, bytes=len(data), note=note
         )
 
-    def _write(self, subdir: Path | None, name: str, data: bytes) -> tuple[Path, str | None]:
-        """Write the file in ``subdir`` (or in the output folder, see `save`); return where, and why there."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+    def _keep_elsewhere(self, name: str, data: bytes, why: OSError) -> tuple[Path, str]:
+        """Write into the first kept folder that takes the file; return it and the reason.
+
+        Raises:
+            OSError: ``why``, when no kept folder could take the file either.
+        """
+        for folder in self.kept_dirs:
+            try:
+                self._write(folder, None, name, data)
+            except OSError:
+                continue
+            note = (
+                f"the output folder {self.output_dir} could not take this image "
+                f"({why.strerror or why}); it was kept in {folder} instead"
+            )
+            logger.warning("%s", note)
+            return folder, note
+        raise why
+
+    def _write(self, root: Path, subdir: Path | None, name: str, data: bytes) -> tuple[Path, str | None]:
+        """Write the file in ``root``/``subdir`` (or in ``root``, see `save`); return where, and why there."""
+        root.mkdir(parents=True, exist_ok=True)
         if not _HAS_DIR_FD:
-            return _write_by_path(self.output_dir, subdir, name, data)
-        root_fd = os.open(self.output_dir, _DIR_FLAGS)
+            return _write_by_path(root, subdir, name, data)
+        root_fd = os.open(root, _DIR_FLAGS)
         try:
-            folder_fd, folder, note = root_fd, self.output_dir, None
+            folder_fd, folder, note = root_fd, root, None
             if subdir is not None and subdir.parts:
                 try:
-                    folder_fd, folder = _open_subdir(root_fd, subdir), self.output_dir / subdir
+                    folder_fd, folder = _open_subdir(root_fd, subdir), root / subdir
                 except _NotAFolder as exc:
-                    note = _fallback_note(subdir, exc.part, self.output_dir)
+                    note = _fallback_note(subdir, exc.part, root)
                     logger.warning("%s", note)
             try:
                 _write_new_file(folder_fd, name, data)
@@ -259,12 +288,15 @@ class ImageStore:
         symlink (which could point anywhere, or at a device) or ``x-<id>.b-<other id>.png``
         (a name an agent chose) does not.
         """
-        if not ID_RE.fullmatch(image_id) or not self.output_dir.is_dir():
+        if not ID_RE.fullmatch(image_id):
             return None
-        root = self.output_dir.resolve()
-        for path in self.output_dir.rglob(f"*-{image_id}.*"):
-            if _is_saved_file(path, image_id, root):
-                return path
+        for folder in (self.output_dir, *self.kept_dirs):
+            if not folder.is_dir():
+                continue
+            root = folder.resolve()
+            for path in folder.rglob(f"*-{image_id}.*"):
+                if _is_saved_file(path, image_id, root):
+                    return path
         return None
 
 

@@ -96,8 +96,10 @@ def images_from(payload: Any, headers: Mapping[str, str], *, provider: Provider,
         result = ImagesResponse.model_validate(payload)
     except ValidationError as exc:
         text = payload if isinstance(payload, str) else json.dumps(payload)
+        ctype = headers.get("content-type", "")
+        kind = f" ({ctype}, not JSON)" if ctype and "json" not in ctype.lower() else ""
         raise UpstreamError(
-            "the upstream's answer is not an images response: " + snippet(scrub(text, secret)),
+            f"the upstream's answer{kind} is not an images response: " + snippet(scrub(text, secret)),
             request_id=request_id_from(headers),
         ) from exc
     if result.request_id is None:

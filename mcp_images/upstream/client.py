@@ -25,6 +25,7 @@ from mcp_images.catalog.providers import AsyncSpec, Provider
 from mcp_images.concurrency import BodySlot
 from mcp_images.errors import ConfigError, ConnectionError_, TimeoutError_, UpstreamError
 from mcp_images.inputs.netguard import HostResolver, system_resolver
+from mcp_images.units import format_bytes
 from mcp_images.upstream.answers import ImagesResponse, answer_error, images_from, poll_result, task_id_from
 from mcp_images.upstream.downloads import DEFAULT_DOWNLOAD_MAX_BYTES, download_result
 from mcp_images.upstream.errors import (
@@ -360,7 +361,7 @@ class ImagesAPI:
                     size += len(chunk)
                     if size > limit:
                         raise UpstreamError(
-                            f"the upstream's answer is larger than {limit // (1024 * 1024)} MB; refused unread",
+                            f"the upstream's answer is larger than {format_bytes(limit)}; refused unread",
                             request_id=request_id_from(response.headers),
                         )
                     chunks.append(chunk)

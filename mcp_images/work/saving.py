@@ -90,9 +90,10 @@ def save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", 
             stem=stem,
         )
     except OSError as exc:
+        kept = ", ".join(str(d) for d in rt.store.kept_dirs) or "nowhere else"
         raise ConfigError(
-            f"the image was made but could not be saved in {rt.store.output_dir}: {exc.strerror or exc}; "
-            "free some space or set MCP_IMAGES_OUTPUT_DIR to a writable folder"
+            f"the image was made but could not be saved in {rt.store.output_dir}, nor kept in {kept}: "
+            f"{exc.strerror or exc}; free some space or set MCP_IMAGES_OUTPUT_DIR to a writable folder"
         ) from exc
 
 

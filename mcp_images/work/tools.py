@@ -240,6 +240,9 @@ async def finish(
             logger.warning("call stopped after saving %d image(s), kept: %s", len(created), ", ".join(map(str, created)))
         raise
     images = [s for s in saved if s is not None]
+    asked = params.n or 1
+    if len(response.data) < asked:
+        warnings = [*warnings, f"the upstream sent {len(response.data)} of the {asked} images asked for"]
     warnings = [*warnings, *(str(f) for f in failures), *(s.stored.note for s in images if s.stored.note)]
 
     usage = response.usage
