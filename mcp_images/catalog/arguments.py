@@ -148,7 +148,8 @@ def _check_members(
             if checked is not None:
                 values[name] = checked
     for p in params:
-        if tool is not None and tool in p.required_in and name_missing(p.name, values, raw):
+        needed = tool in p.required_in if tool is not None else bool(p.required_in)
+        if needed and name_missing(p.name, values, raw):
             out.append((prefix + p.name, f"{prefix}{p.name} is required: {p.description}"))
     return values
 

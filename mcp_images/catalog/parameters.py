@@ -74,7 +74,15 @@ def _svg_fields() -> tuple[Param, ...]:
         values=("none", "minimal", "low", "medium", "high", "xhigh", "max"),
     )
     reasoning = Param("reasoning", "object", "Reasoning options of the SVG author model.", CALL_TOOLS, fields=(effort,))
-    model = Param("model", "string", "The SVG author model.", CALL_TOOLS, min_length=1, max_length=128)
+    model = Param(
+        "model",
+        "string",
+        "The SVG author model (required when svg is given, as the SDK's types say).",
+        CALL_TOOLS,
+        min_length=1,
+        max_length=128,
+        required_in=CALL_TOOLS,
+    )
     return (model, reasoning)
 
 

@@ -47,7 +47,8 @@ def structured(outcome: Outcome) -> dict[str, Any]:
         "background": resp.get("background") or p.background,
         "output_format": resp.get("output_format") or (outcome.images[0].stored.format if outcome.images else None),
         "usage": _usage_fields(outcome.usage),
-        "svg_usage": resp.get("svg_usage"),
+        "svg_usage": _of_type(resp.get("svg_usage"), dict),
+        "safety_identifier": _of_type(resp.get("safety_identifier"), str),
         "cost": outcome.cost.model_dump(mode="json") if outcome.cost else None,
         "revised_prompt": outcome.revised_prompts[0] if outcome.revised_prompts else None,
         "request_id": outcome.request_id,
@@ -55,6 +56,11 @@ def structured(outcome: Outcome) -> dict[str, Any]:
         "warnings": outcome.warnings,
         "elapsed_seconds": round(outcome.elapsed, 2),
     }
+
+
+def _of_type(value: Any, kind: type) -> Any:
+    """An upstream's descriptive field when it has the documented type, else None (never an error)."""
+    return value if isinstance(value, kind) else None
 
 
 def _usage_fields(usage: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -23,12 +23,15 @@ def _value_schema(p: Param, models: list[str]) -> dict[str, Any]:
     if p.kind == "image_ref":
         return {**ref, "description": desc}
     if p.kind == "object":
-        return {
+        obj: dict[str, Any] = {
             "type": "object",
             "description": desc,
             "properties": {f.name: _value_schema(f, models) for f in p.fields},
             "additionalProperties": False,
         }
+        if needed := [f.name for f in p.fields if f.required_in]:
+            obj["required"] = needed
+        return obj
     out: dict[str, Any] = {"type": p.kind, "description": desc}
     for key, value in (
         ("enum", list(p.values) or None),
@@ -131,6 +134,7 @@ IMAGE_RESULT: dict[str, Any] = {
         "output_format": _OPT_STR,
         "usage": _USAGE,
         "svg_usage": {"type": ["object", "null"]},
+        "safety_identifier": _OPT_STR,
         "cost": _COST,
         "revised_prompt": _OPT_STR,
         "request_id": _OPT_STR,
