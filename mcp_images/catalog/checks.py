@@ -13,7 +13,8 @@ from typing import Any
 
 from mcp_images.catalog.arguments import problem_from
 from mcp_images.catalog.models import ImageParams, ModelSpec, SizeRule
-from mcp_images.catalog.parameters import BY_NAME, RULES
+from mcp_images.catalog.parameters import BY_NAME
+from mcp_images.catalog.rules import RULES
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 Problem = tuple[str, str]

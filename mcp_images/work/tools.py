@@ -193,58 +193,16 @@ async def finish(
     input_sizes: list[tuple[int, int]] | None = None,
 ) -> Outcome:
     """Download URL results, save every image, make previews (in parallel threads), price it."""
-    from mcp_images.work.saving import decode_b64, preview_budget, save_and_preview
-
     if not response.data:
         raise UpstreamError("the upstream answered without any image", request_id=response.request_id)
-    api = await rt.api()
-    budget = preview_budget(rt, len(response.data))
-    saved: list[SavedImage | None] = [None] * len(response.data)
-    created: list[Path] = []  # every file this call wrote, appended from the worker threads
-    failures: list[McpImagesError] = []
     if any(d.url and not d.b64_json for d in response.data):
         await progress.phase("downloading")
     await progress.phase("saving")
-
-    async def one(index: int) -> None:
-        datum = response.data[index]
-        try:
-            if datum.b64_json:
-                text, datum.b64_json = datum.b64_json, None  # the text goes as soon as it is decoded
-                data = await anyio.to_thread.run_sync(decode_b64, text, "an image", limiter=rt.image_threads)
-                del text
-            elif datum.url:
-                data = await api.download(datum.url)
-            else:
-                raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
-            saved[index] = await anyio.to_thread.run_sync(
-                lambda: save_and_preview(rt, data, params, budget, created), limiter=rt.image_threads
-            )
-        except (UpstreamError, ConfigError) as exc:
-            if len(response.data) == 1:
-                raise
-            failures.append(exc.reworded(f"image {index + 1} of {len(response.data)} was not usable: {exc.plain}"))
-
-    try:
-        with single_errors():
-            async with anyio.create_task_group() as tg:
-                for i in range(len(response.data)):
-                    tg.start_soon(one, i)
-        if not any(saved):
-            raise reduce_errors(failures) if failures else UpstreamError("the upstream sent no usable image")
-    except McpImagesError as exc:
-        raise _naming_kept(exc, created) from exc
-    except BaseException:
-        # Cancelled: the images already paid for stay where they are, and the log says where.
-        if created:
-            logger.warning("call stopped after saving %d image(s), kept: %s", len(created), ", ".join(map(str, created)))
-        raise
-    images = [s for s in saved if s is not None]
+    images, failures = await _save_all(rt, params, response)
     asked = params.n or 1
     if len(response.data) < asked:
         warnings = [*warnings, f"the upstream sent {len(response.data)} of the {asked} images asked for"]
     warnings = [*warnings, *(str(f) for f in failures), *(s.stored.note for s in images if s.stored.note)]
-
     usage = response.usage
     cost = _cost(rt, params, spec, usage, len(images), input_sizes or [], edit)
     revised = [d.revised_prompt for d in response.data if d.revised_prompt]
@@ -261,6 +219,63 @@ async def finish(
         edit=edit,
         elapsed=progress.elapsed,
     )
+
+
+async def _save_all(
+    rt: Runtime, params: ImageParams, response: ImagesResponse
+) -> tuple[list[SavedImage], list[McpImagesError]]:
+    """Every image of ``response`` saved with its preview, in parallel; (saved, why the others were not).
+
+    One image that cannot be used or saved among several is a failure listed, not the
+    call's end. Whatever happens, an image already saved stays (it was paid for) and the
+    error or the log names it.
+
+    Raises:
+        UpstreamError, ConfigError: no image could be used or saved (the reasons reduced to one error).
+    """
+    from mcp_images.work.saving import decode_b64, preview_budget, save_and_preview
+
+    api = await rt.api()
+    count = len(response.data)
+    budget = preview_budget(rt, count)
+    saved: list[SavedImage | None] = [None] * count
+    created: list[Path] = []  # every file this call wrote, appended from the worker threads
+    failures: list[McpImagesError] = []
+
+    async def one(index: int) -> None:
+        datum = response.data[index]
+        try:
+            if datum.b64_json:
+                text, datum.b64_json = datum.b64_json, None  # the text goes as soon as it is decoded
+                data = await anyio.to_thread.run_sync(decode_b64, text, "an image", limiter=rt.image_threads)
+                del text
+            elif datum.url:
+                data = await api.download(datum.url)
+            else:
+                raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
+            saved[index] = await anyio.to_thread.run_sync(
+                lambda: save_and_preview(rt, data, params, budget, created), limiter=rt.image_threads
+            )
+        except (UpstreamError, ConfigError) as exc:
+            if count == 1:
+                raise
+            failures.append(exc.reworded(f"image {index + 1} of {count} was not usable: {exc.plain}"))
+
+    try:
+        with single_errors():
+            async with anyio.create_task_group() as tg:
+                for i in range(count):
+                    tg.start_soon(one, i)
+        if not any(saved):
+            raise reduce_errors(failures) if failures else UpstreamError("the upstream sent no usable image")
+    except McpImagesError as exc:
+        raise _naming_kept(exc, created) from exc
+    except BaseException:
+        # Cancelled: the images already paid for stay where they are, and the log says where.
+        if created:
+            logger.warning("call stopped after saving %d image(s), kept: %s", len(created), ", ".join(map(str, created)))
+        raise
+    return [s for s in saved if s is not None], failures
 
 
 def _naming_kept(exc: McpImagesError, created: list[Path]) -> McpImagesError:
