@@ -73,7 +73,7 @@ def tcp_port(text: str) -> int:
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP only; loopback only until auth exists")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP only; other than loopback only with authentication")
     p.add_argument("--port", type=tcp_port, default=8000, help="HTTP only (default 8000)")
     p.add_argument("--provider", help="openai, 302ai, yescale, agcloud, compatible, azure")
     p.add_argument("--base-url", help="upstream base URL including /v1")
@@ -123,12 +123,6 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
     from mcp_images.config import load_settings
     from mcp_images.errors import ConfigError
 
-    if ns.transport == "http" and not is_loopback(ns.host):
-        sys.stderr.write(
-            f"mcp-images: refusing to serve HTTP on {ns.host}: only loopback (127.0.0.1, ::1, localhost) "
-            "is allowed until authentication exists. Use --host 127.0.0.1 behind your own proxy.\n"
-        )
-        return 2
     try:
         settings = load_settings(
             flags=flags,
@@ -182,11 +176,11 @@ def serve_http(server: Any, *, host: str, port: int, max_body_bytes: int) -> int
     """
     import socket
 
-    import anyio
-    import uvicorn
+    from mcp_images.server.http_app import exposure_problem, run_http
 
-    from mcp_images.server.http_limits import limit_request_bodies
-
+    if (refusal := exposure_problem(server.runtime.settings, host)) is not None:
+        sys.stderr.write(f"mcp-images: {refusal}\n")
+        return 2
     bind = host.strip("[]")
     try:
         sock = socket.create_server((bind, port), family=socket.AF_INET6 if ":" in bind else socket.AF_INET)
@@ -196,15 +190,7 @@ def serve_http(server: Any, *, host: str, port: int, max_body_bytes: int) -> int
             "pick another --port (0 lets the system choose)\n"
         )
         return 2
-    app = server.streamable_http_app(
-        host=bind, max_request_body_size=max_body_bytes, transport_security=http_security(host)
-    )
-    config = uvicorn.Config(
-        limit_request_bodies(app, max_body_bytes), host=bind, port=port, log_level=server.settings.log_level.lower()
-    )
-    logging.getLogger("mcp_images").info("serving streamable HTTP at %s", http_url(host, sock.getsockname()[1]))
-    anyio.run(uvicorn.Server(config).serve, [sock])
-    return 0
+    return run_http(server, host=host, sock=sock, log_level=server.settings.log_level)
 
 
 def _tune_malloc() -> None:

@@ -36,6 +36,14 @@ DEFAULT_PREVIEW_MAX = 140_000  # base64 characters for a single image's preview
 # costs six to seven times its size while it is parsed (measured: 79 MiB -> +458 MiB peak RSS,
 # benchmarks/http_body_limit.py).
 DEFAULT_HTTP_MAX_BODY_MB = 80
+# Concurrency over HTTP. Per identity: a person's agent rarely runs more than a few image
+# calls at once; more is a loop gone wrong. All identities: what one server's upstream quota
+# and memory (an answer is decoded and previewed per call) carry comfortably.
+DEFAULT_MAX_CALLS_PER_IDENTITY = 4
+DEFAULT_MAX_CALLS = 64
+# Upstream requests in flight at once, all calls and tasks: above the provider's concurrency
+# a burst only earns 429s and their retries (self-inflicted rate limits).
+DEFAULT_MAX_UPSTREAM = 32
 
 
 def default_output_dir() -> Path:
@@ -133,8 +141,69 @@ class Settings(BaseSettings):
         examples=[DEFAULT_HTTP_MAX_BODY_MB],
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", examples=["INFO"])
+    # --- serving a team over HTTP (server/http_app.py) ---
+    http_tokens: SecretStr | None = Field(
+        default=None,
+        description="Static bearer tokens for HTTP, comma-separated name:token pairs.",
+        examples=["alice:tok-alice-0123456789,bob:tok-bob-0123456789"],
+    )
+    http_tokens_file: Path | None = Field(
+        default=None, description="A file of name:token pairs, one a line.", examples=["/run/secrets/mcp-tokens"]
+    )
+    oauth_issuer: str | None = Field(
+        default=None, description="OAuth 2.1 authorization server (issuer) whose JWTs are accepted.",
+        examples=["https://auth.example.com/realms/team"],
+    )  # fmt: skip
+    oauth_audience: str | None = Field(
+        default=None, description="This server's resource URL: the audience tokens must name.",
+        examples=["https://images.example.com/mcp"],
+    )  # fmt: skip
+    oauth_jwks_url: str | None = Field(
+        default=None, description="The issuer's JWKS URL (default: from its metadata).",
+        examples=["https://auth.example.com/realms/team/protocol/openid-connect/certs"],
+    )  # fmt: skip
+    oauth_scopes: str = Field(
+        default="", description="Scopes every token must carry (space or comma separated).", examples=["images"]
+    )
+    http_allowed_hosts: str = Field(
+        default="", description="Extra Host names the HTTP server answers (comma-separated).",
+        examples=["images.example.com"],
+    )  # fmt: skip
+    http_allowed_origins: str = Field(
+        default="", description="Extra Origins allowed to call the HTTP server (comma-separated).",
+        examples=["https://studio.example.com"],
+    )  # fmt: skip
+    http_max_calls_per_identity: int = Field(
+        default=DEFAULT_MAX_CALLS_PER_IDENTITY, ge=1, le=10_000,
+        description="Image calls one identity may run at once over HTTP.", examples=[DEFAULT_MAX_CALLS_PER_IDENTITY],
+    )  # fmt: skip
+    http_max_calls: int = Field(
+        default=DEFAULT_MAX_CALLS, ge=1, le=100_000,
+        description="Image calls the HTTP server runs at once, all identities.", examples=[DEFAULT_MAX_CALLS],
+    )  # fmt: skip
+    max_upstream: int = Field(
+        default=DEFAULT_MAX_UPSTREAM, ge=1, le=1024,
+        description="Upstream requests in flight at once.", examples=[DEFAULT_MAX_UPSTREAM],
+    )  # fmt: skip
+    http_shutdown_grace: float = Field(
+        default=30.0, ge=0, le=3600, description="Seconds running calls get to finish on SIGTERM.", examples=[30]
+    )
+    public_url: str | None = Field(
+        default=None, description="The server's public base URL; turns on signed image download URLs.",
+        examples=["https://images.example.com"],
+    )  # fmt: skip
+    url_secret: SecretStr | None = Field(
+        default=None, description="HMAC key for signed download URLs (required with public_url).",
+        examples=["a-long-random-string-of-32-characters"],
+    )  # fmt: skip
+    url_ttl: float = Field(
+        default=3600.0, gt=0, le=7 * 86400, description="Seconds a signed download URL stays valid.", examples=[3600]
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Access logs on stderr: text or json (one JSON object a line).", examples=["json"]
+    )
 
-    @field_validator("output_dir", "data_dir", "catalog", "prices", "providers", mode="before")
+    @field_validator("output_dir", "data_dir", "catalog", "prices", "providers", "http_tokens_file", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:
         if isinstance(value, str) and value:
@@ -162,7 +231,7 @@ class Settings(BaseSettings):
             )
         return key
 
-    @field_validator("base_url", mode="before")
+    @field_validator("base_url", "oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return value or None
@@ -187,6 +256,21 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("has a port that is not a number from 0 to 65535") from None
         return value.strip()
+
+    @field_validator("oauth_issuer", "oauth_audience", "oauth_jwks_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+            raise ValueError("must be an http:// or https:// URL with a host name (no user:password@)")
+        return value.strip()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

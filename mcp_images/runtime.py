@@ -65,6 +65,13 @@ class Runtime:
         # once (measured: +159 MB peak unbounded, +25 MB with two threads, same wall time).
         self.image_threads = anyio.CapacityLimiter(IMAGE_THREADS)
         self.answer_slots = anyio.CapacityLimiter(ANSWER_SLOTS)
+        # Upstream requests in flight, every call and task together (MCP_IMAGES_MAX_UPSTREAM):
+        # a burst above the provider's own concurrency only earns 429s and their retries.
+        self.upstream_slots = anyio.CapacityLimiter(settings.max_upstream)
+        self.http_secrets: tuple[str, ...] = ()  # bearer tokens (server.http_app sets them, for the scrubber)
+        self.public_downloads: Any = None  # signs download URLs when MCP_IMAGES_PUBLIC_URL is set (server.downloads)
+        self.handoff_now = anyio.Event()  # set on SIGTERM near the end of the grace: attached calls hand off
+        self.telemetry: Any = None  # server.telemetry.Telemetry when OpenTelemetry is configured
         # A user's own data files are read now, so a broken one stops the start with its line
         # and reason; the built-in ones load on first use (start-up stays cheap).
         if settings.providers is not None:
@@ -83,9 +90,10 @@ class Runtime:
 
     @cached_property
     def scrubber(self) -> Scrubber:
-        """The scrubber for this server's secrets (today the API key; more go in this list)."""
+        """The scrubber for this server's secrets: the API key, the HTTP tokens, the URL signing key."""
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
-        return make_scrubber([key])
+        url_secret = self.settings.url_secret.get_secret_value() if self.settings.url_secret else None
+        return make_scrubber([key, url_secret, *self.http_secrets])
 
     def body_slot(self) -> BodySlot:
         """A claim on reading one upstream answer into files; release it when they are saved."""
@@ -122,12 +130,13 @@ class Runtime:
             if self._http is None:
                 import httpx2
 
-                self._http = httpx2.AsyncClient(
-                    limits=httpx2.Limits(
-                        max_connections=POOL_MAX_CONNECTIONS, max_keepalive_connections=POOL_KEEPALIVE
-                    ),
-                    follow_redirects=False,
+                pool = httpx2.AsyncHTTPTransport(
+                    limits=httpx2.Limits(max_connections=POOL_MAX_CONNECTIONS, max_keepalive_connections=POOL_KEEPALIVE)
                 )
+                from mcp_images.server.upstream_limit import LimitedTransport
+
+                transport = LimitedTransport(pool, self.upstream_slots, telemetry=self.telemetry)
+                self._http = httpx2.AsyncClient(transport=transport, follow_redirects=False)
             return self._http
 
     async def api(self) -> ImagesAPI:

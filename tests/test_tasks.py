@@ -86,6 +86,41 @@ class Blocker:
 
 
 @pytest.mark.anyio
+async def test_a_task_is_seen_only_by_the_identity_that_started_it_as_if_unknown_to_others(db: Path) -> None:
+    with anyio.fail_after(5):
+        async with server(db) as manager:
+            record = await manager.start("generate_image", {}, returning({"n": 1}), identity="alice")
+            mine = await manager.wait(record.id, 5, identity="alice")
+            with pytest.raises(TaskError) as foreign:
+                await manager.wait(record.id, 0, identity="bob")
+            with pytest.raises(TaskError) as unknown:
+                await manager.get("task-0000000000000000", identity="bob")
+    assert mine.status == "succeeded" and mine.identity == "alice"
+    assert str(foreign.value).replace(record.id, "ID") == str(unknown.value).replace("task-0000000000000000", "ID")
+
+
+def test_a_version_1_task_database_gains_the_identity_column_and_its_tasks_stay_the_local_users(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    old = sqlite3.connect(db)
+    old.executescript(
+        "CREATE TABLE tasks (id TEXT PRIMARY KEY, tool TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, "
+        "updated_at REAL NOT NULL, finished_at REAL, phase TEXT, progress TEXT NOT NULL, result TEXT, error TEXT, "
+        "provider TEXT, provider_task_id TEXT, args TEXT NOT NULL, owner TEXT NOT NULL);"
+        "INSERT INTO tasks VALUES ('task-1', 'generate_image', 'succeeded', 1, 1, 1, NULL, '[]', NULL, NULL, "
+        "NULL, NULL, '{}', 'gone'); PRAGMA user_version = 1;"
+    )
+    old.close()
+    store = TaskStore(db)
+    try:
+        record = store.get("task-1")
+        version = store._db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        store.close()
+    assert record is not None and record.identity == "local"
+    assert version == task_store.SCHEMA_VERSION == 2
+
+
+@pytest.mark.anyio
 async def test_start_returns_at_once_and_wait_gets_the_result(db: Path) -> None:
     gate = anyio.Event()
     with anyio.fail_after(5):

@@ -163,10 +163,12 @@ def task_started(record: TaskRecord, *, poll_after: float, handed_off: bool = Fa
 def task_result(record: TaskRecord) -> CallToolResult:
     """A task's state as a tool result: the stored result once it has succeeded."""
     if record.status == "succeeded" and record.result is not None:
+        from mcp_images.server.downloads import for_client
+
         result = CallToolResult.model_validate(record.result)
         if result.structured_content is not None and not result.is_error:
             result.structured_content = {"task_id": record.id, "status": "succeeded", **result.structured_content}
-        return result
+        return for_client(result)  # a remote client: download URLs, no server paths to open
     if record.status in ("failed", "cancelled"):
         detail = dict(record.error or {"type": "TaskError", "message": f"task {record.id} {record.status}"})
         if record.status == "cancelled":

@@ -22,6 +22,7 @@ from pydantic import ConfigDict
 from mcp_images.catalog.arguments import parse_arguments
 from mcp_images.catalog.parameters import Given
 from mcp_images.errors import ConfigError, McpImagesError, error_dict
+from mcp_images.identity import identity_of
 from mcp_images.runtime import Runtime
 from mcp_images.server import results
 from mcp_images.server.schemas import input_schema, output_schema
@@ -168,12 +169,13 @@ async def _image_tool(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> Call
         return CallToolResult.model_validate(await job(Progress(ctx.report_progress), None))
     if call.background:
         provider = rt.provider.name if provider_side else None
-        record = await manager.start(given.tool, record_args(given), job, provider=provider)
+        record = await manager.start(given.tool, record_args(given), job, provider=provider, identity=identity_of(ctx))
         return results.task_started(record, poll_after=results.POLL_AFTER_SECONDS)
     handoff = rt.settings.sync_timeout or None
     record = await manager.run_attached(
-        given.tool, record_args(given), job, send=ctx.report_progress, handoff_after=handoff
-    )
+        given.tool, record_args(given), job, send=ctx.report_progress, handoff_after=handoff,
+        identity=identity_of(ctx), handoff=rt.handoff_now,
+    )  # fmt: skip
     if not record.finished:
         return results.task_started(record, poll_after=results.POLL_AFTER_SECONDS, handed_off=True)
     return results.task_result(record)
@@ -181,7 +183,8 @@ async def _image_tool(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> Call
 
 async def _check_task(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> CallToolResult:
     manager = await rt.tasks()
-    record = await manager.wait(given.get("task_id"), float(given.get("wait_seconds", 0)), send=ctx.report_progress)
+    wait = float(given.get("wait_seconds", 0))
+    record = await manager.wait(given.get("task_id"), wait, send=ctx.report_progress, identity=identity_of(ctx))
     return results.task_result(record)
 
 

@@ -32,6 +32,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from mcp_images.errors import McpImagesError, TaskError
+from mcp_images.identity import LOCAL
 from mcp_images.tasks.store import AsyncTaskStore, TaskRecord, TaskStore
 from mcp_images.tasks.upkeep import DeferredWrites, Owners
 from mcp_images.work.progress import Progress, Send
@@ -199,42 +200,50 @@ class TaskManager:
         *,
         provider: str | None = None,
         send: Send | None = None,
+        identity: str = LOCAL,
     ) -> TaskRecord:
         """Record a task (queued) and run ``job`` in the background; return at once.
 
         ``send`` gets the job's progress until the job ends; pass None when the caller
-        returns before that (its progress token dies with its request).
+        returns before that (its progress token dies with its request). ``identity`` is who
+        started it (`identity.identity_of`): `get` and `wait` show it to them alone.
         """
         tg = self._task_group()
-        record = await self._store.create(tool, args, owner=self.owner, provider=provider)
+        record = await self._store.create(tool, args, owner=self.owner, provider=provider, identity=identity)
         live = self._live[record.id] = _Live(record.id, listeners=[send] if send else [])
         tg.start_soon(self._run, live, job)
         return record
 
-    async def get(self, task_id: str) -> TaskRecord:
-        """The task's current record.
+    async def get(self, task_id: str, *, identity: str | None = None) -> TaskRecord:
+        """The task's current record; with ``identity``, only if that identity started it.
 
         Raises:
-            TaskError: unknown id, or the record expired, or the database cannot be read.
+            TaskError: unknown id, another identity's task (the very same error: whether an
+                id exists is not told to someone else), the record expired, or the database
+                cannot be read.
         """
         record = await self._store.get(task_id)
         cutoff = time.time() - self._ttl  # expired but not yet swept counts as expired
-        if record is None or (record.finished_at is not None and record.finished_at < cutoff):
+        foreign = record is not None and identity is not None and record.identity != identity
+        if record is None or foreign or (record.finished_at is not None and record.finished_at < cutoff):
             raise TaskError(f"no task with id {task_id} (unknown, or expired after {describe_span(self._ttl)})")
         outcome = self._writes.outcome(task_id)
         if not record.finished and outcome is not None:  # its outcome is not written yet
             record = record.model_copy(update=outcome)
         return record
 
-    async def wait(self, task_id: str, timeout: float, *, send: Send | None = None) -> TaskRecord:
+    async def wait(
+        self, task_id: str, timeout: float, *, send: Send | None = None, identity: str | None = None
+    ) -> TaskRecord:
         """Return when the task finishes, or after ``timeout`` seconds with its state.
 
         ``send``, if given, gets the job's progress while waiting (jobs of this process).
+        ``identity``: as for `get`.
 
         Raises:
-            TaskError: unknown or expired id.
+            TaskError: unknown or expired id, or another identity's task.
         """
-        record = await self.get(task_id)
+        record = await self.get(task_id, identity=identity)
         live = self._live.get(task_id)
         if record.finished:
             return record
@@ -258,18 +267,21 @@ class TaskManager:
         *,
         send: Send | None,
         handoff_after: float | None,
+        identity: str = LOCAL,
+        handoff: anyio.Event | None = None,
     ) -> TaskRecord:
-        """Run a job as a task and wait for it; hand it off after ``handoff_after`` seconds.
+        """Run a job as a task and wait for it; hand it off after ``handoff_after`` seconds,
+        or as soon as ``handoff`` is set (the server is shutting down).
 
-        Returns the finished record, or the running one when the hand-off time came first
+        Returns the finished record, or the running one when the hand-off came first
         (the job goes on in the background). If the caller is cancelled, the job is
         cancelled too (aborting its upstream request) and recorded so.
         """
-        record = await self.start(tool, args, job, send=send)
+        record = await self.start(tool, args, job, send=send, identity=identity)
         live = self._live[record.id]
         try:
             with anyio.move_on_after(math.inf if handoff_after is None else handoff_after):
-                await live.done.wait()
+                await _first_of(live.done, handoff)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self.cancel(record.id)
@@ -415,6 +427,22 @@ class TaskManager:
         if self._tg is None or self._closing:
             raise RuntimeError("the task manager is not running: use `async with manager.running()`")
         return self._tg
+
+
+async def _first_of(done: anyio.Event, other: anyio.Event | None) -> None:
+    """Return when ``done`` is set, or ``other`` (if given) first."""
+    if other is None:
+        await done.wait()
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def wait_other() -> None:
+            await other.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(wait_other)
+        await done.wait()
+        tg.cancel_scope.cancel()
 
 
 def _detach(live: _Live, send: Send | None) -> None:

@@ -38,7 +38,8 @@ __all__ = ["FINISHED", "SCHEMA_VERSION", "AsyncTaskStore", "OwnerRow", "TaskReco
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-SCHEMA_VERSION = 1
+# 2: tasks.identity, who started the task (issue 11); version 1 files get it added as 'local'.
+SCHEMA_VERSION = 2
 # A statement waits this long for another process's write lock (sqlite's busy handler), then
 # is tried LOCK_RETRIES more times after LOCK_BACKOFF_SECONDS, doubling: ~4.4 s in all before
 # the "locked by another program" error. Read when a store opens, so tests can shorten them.
@@ -52,14 +53,15 @@ T = TypeVar("T")
 _JSON_FIELDS = ("progress", "result", "error", "args")
 _COLUMNS = (
     "id", "tool", "status", "created_at", "updated_at", "finished_at", "phase", "progress",
-    "result", "error", "provider", "provider_task_id", "args", "owner",
+    "result", "error", "provider", "provider_task_id", "args", "owner", "identity",
 )  # fmt: skip
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, tool TEXT NOT NULL, status TEXT NOT NULL,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL,
     phase TEXT, progress TEXT NOT NULL, result TEXT, error TEXT,
-    provider TEXT, provider_task_id TEXT, args TEXT NOT NULL, owner TEXT NOT NULL);
+    provider TEXT, provider_task_id TEXT, args TEXT NOT NULL, owner TEXT NOT NULL,
+    identity TEXT NOT NULL DEFAULT 'local');
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
 CREATE TABLE IF NOT EXISTS owners (
     owner TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, seen_at REAL NOT NULL);
@@ -83,6 +85,7 @@ class TaskRecord(BaseModel):
     provider_task_id: str | None  # set while a provider (302.ai async) holds the job
     args: dict[str, Any]
     owner: str  # the manager (process) that runs or last ran the job
+    identity: str = "local"  # who started it (identity.identity_of): only they see it
 
     @property
     def elapsed_seconds(self) -> float:
@@ -137,6 +140,7 @@ class TaskStore:
                     f"the task database {path} was written by a newer mcp-images "
                     f"(schema {version}); upgrade, or point the data folder elsewhere"
                 )
+            _migrate(self._db, version)
             self._db.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
             self._reader = sqlite3.connect(
                 path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
@@ -174,12 +178,14 @@ class TaskStore:
             time.sleep(self._backoff * 2**attempt)  # in a worker thread: the event loop goes on
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def create(self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None) -> TaskRecord:
+    def create(
+        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local"
+    ) -> TaskRecord:
         now = time.time()
         record = TaskRecord(
             id=f"task-{secrets.token_hex(8)}", tool=tool, status="queued", created_at=now,
             updated_at=now, finished_at=None, phase=None, progress=[], result=None, error=None,
-            provider=provider, provider_task_id=None, args=args, owner=owner,
+            provider=provider, provider_task_id=None, args=args, owner=owner, identity=identity,
         )  # fmt: skip
         row = _to_row(record.model_dump())
         marks = ", ".join("?" for _ in _COLUMNS)
@@ -288,8 +294,10 @@ class AsyncTaskStore:
     async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._read_limiter)
 
-    async def create(self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None) -> TaskRecord:
-        return await self._call(self.store.create, tool, args, owner=owner, provider=provider)
+    async def create(
+        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local"
+    ) -> TaskRecord:
+        return await self._call(self.store.create, tool, args, owner=owner, provider=provider, identity=identity)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self._read(self.store.get, task_id)
@@ -320,6 +328,15 @@ class AsyncTaskStore:
 
     async def owners(self) -> dict[str, OwnerRow]:
         return await self._read(self.store.owners)
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring a database written by an older version up to `SCHEMA_VERSION` (a new one has nothing to do)."""
+    has_tasks = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'").fetchone()
+    if version < 2 and has_tasks:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+        if "identity" not in columns:  # tasks from before identities were all the local user's
+            db.execute("ALTER TABLE tasks ADD COLUMN identity TEXT NOT NULL DEFAULT 'local'")
 
 
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
