@@ -114,10 +114,10 @@ def probe(source: Path | bytes, *, verify: bool = True) -> ImageInfo:
     n_bytes = len(source) if isinstance(source, bytes) else _file_size(source)
     with open_image(source) as im:
         info = ImageInfo(
-            format=_FORMAT_NAMES.get(im.format or "", (im.format or "unknown").lower()),
+            format=format_name(im),
             width=im.width,
             height=im.height,
-            has_alpha=_has_alpha(im),
+            has_alpha=has_alpha(im),
             bytes=n_bytes,
         )
         try:
@@ -251,13 +251,19 @@ def load_pixels(im: Image.Image, source: Path | bytes) -> None:
         raise InputError(f"{_describe(source)} is truncated or corrupt ({exc})") from exc
 
 
-def _has_alpha(im: Image.Image) -> bool:
+def has_alpha(im: Image.Image) -> bool:
+    """Whether an opened image has an alpha band or a transparent colour."""
     return im.mode in _ALPHA_MODES or (im.mode in _TRNS_MODES and "transparency" in im.info)
+
+
+def format_name(im: Image.Image) -> str:
+    """Our name for an opened image's format (``png``, ``jpeg``...)."""
+    return _FORMAT_NAMES.get(im.format or "", (im.format or "unknown").lower())
 
 
 def normalise(im: Image.Image) -> Image.Image:
     """An 8-bit L, RGB or RGBA version of a loaded image (`im` itself when it already is)."""
-    if _has_alpha(im):
+    if has_alpha(im):
         return im if im.mode == "RGBA" else im.convert("RGBA")
     if im.mode in ("L", "RGB"):
         return im

@@ -69,12 +69,24 @@ def decode_b64(text: str, what: str) -> bytes:
         raise UpstreamError(f"the upstream sent {what} that is not valid base64") from exc
 
 
-def save_bytes(rt: Runtime, data: bytes, params: ImageParams, *, tag: str = "", verify: bool = True) -> StoredImage:
-    """Raises: UpstreamError (not a usable image), ConfigError (the output folder refused it)."""
-    try:
-        info = inspect_result(data, verify=verify)
-    except InputError as exc:  # the upstream's bytes, not the caller's input
-        raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
+def save_bytes(
+    rt: Runtime,
+    data: bytes,
+    params: ImageParams,
+    *,
+    tag: str = "",
+    verify: bool = True,
+    info: ImageInfo | None = None,
+) -> StoredImage:
+    """Save ``data``; ``info``, when the caller has decoded the image already, spares a second probe.
+
+    Raises: UpstreamError (not a usable image), ConfigError (the output folder refused it).
+    """
+    if info is None:
+        try:
+            info = inspect_result(data, verify=verify)
+        except InputError as exc:  # the upstream's bytes, not the caller's input
+            raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
     if info.format not in SAVED_FORMATS:
         raise UpstreamError(f"the upstream sent a {info.format} file, not an image format this server saves")
     stem = f"{params.filename}-{tag}" if params.filename and tag else params.filename
@@ -115,7 +127,8 @@ def preview_budget(rt: Runtime, count: int) -> int:
 
 
 def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int, created: list[Path]) -> SavedImage:
-    """Preview first (its decode also proves the bytes are a whole image), then save.
+    """Preview first (its decode also proves the bytes are a whole image, and says their
+    format and size), then save: the image is opened and decoded once.
 
     Raises:
         UpstreamError: the bytes are not a usable image.
@@ -133,6 +146,8 @@ def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int,
             preview = make_preview(data, max_b64_chars=budget)
         except InputError as exc:
             raise UpstreamError(f"the upstream sent an image that cannot be decoded: {exc}") from exc
-    stored = save_bytes(rt, data, params, verify=preview is None)
+    # A GIF is still walked to its last frame (the preview decoded only the first).
+    info = preview.source if preview is not None and preview.source and preview.source.format != "gif" else None
+    stored = save_bytes(rt, data, params, verify=preview is None, info=info)
     created.append(stored.path)
     return SavedImage(stored, preview=preview, inline_full=inline_full)
