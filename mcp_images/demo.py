@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +68,126 @@ def describe(result: Any) -> list[str]:
     return lines
 
 
+# (title, tool, arguments, expect an error): the tour's plain steps, in order.
+PLAIN_STEPS: list[tuple[str, str, dict[str, Any], bool]] = [
+    (
+        "Two transparent stickers (gpt-image-1.5, webp)",
+        "generate_image",
+        {"prompt": "a cute robot sticker", "model": "gpt-image-1.5", "n": 2, "background": "transparent",
+         "output_format": "webp", "quality": "low"},
+        False,
+    ),
+    (
+        "A free size only gpt-image-2 and newer take (2048x1152)",
+        "generate_image",
+        {"prompt": "a wide mountain panorama", "size": "2048x1152", "quality": "medium"},
+        False,
+    ),
+    (
+        "November 2026's surface: gpt-image-2.5-sunburst at quality xhigh, complexity high",
+        "generate_image",
+        {"prompt": "a clockwork hummingbird", "model": "gpt-image-2.5-sunburst", "quality": "xhigh",
+         "complexity": "high"},
+        False,
+    ),
+    (
+        "An animated GIF (6 frames of 120 ms; the preview is its first frame)",
+        "generate_image",
+        {"prompt": "a spinning top", "output_format": "gif", "frame_count": 6, "frame_duration_ms": 120},
+        False,
+    ),
+    (
+        "An SVG (saved as the document it is; the preview is rendered)",
+        "generate_image",
+        {"prompt": "a flat logo of a fox", "output_format": "svg", "svg": {"model": "sandbox-svg-author"}},
+        False,
+    ),
+    (
+        "What would 4 high-quality 1536x1024 images cost?",
+        "estimate_cost",
+        {"prompt": "a city at night", "model": "gpt-image-2", "n": 4, "size": "1536x1024", "quality": "high"},
+        False,
+    ),
+    (
+        "A misspelled argument costs nothing and names the real one",
+        "generate_image",
+        {"prompt": "a red fox", "qualty": "high"},
+        True,
+    ),
+    (
+        "A request the model cannot do (dall-e-3, n=2, transparent)",
+        "generate_image",
+        {"prompt": "two cats", "model": "dall-e-3", "n": 2, "background": "transparent"},
+        True,
+    ),
+    (
+        "The upstream's safety system says no (sandbox keyword)",
+        "generate_image",
+        {"prompt": "[sandbox:moderation] something it refuses"},
+        True,
+    ),
+    (
+        "Streaming with 2 partial images",
+        "generate_image",
+        {"prompt": "a koi pond, streamed", "stream": True, "partial_images": 2, "quality": "low"},
+        False,
+    ),
+]  # fmt: skip
+
+
+class Tour:
+    """One stdio client walking through the steps, printing what each returned."""
+
+    def __init__(self, client: Any, tools: set[str]) -> None:
+        self.client, self.tools, self.failures = client, tools, 0
+
+    async def call(self, title: str, name: str, args: dict[str, Any], *, expect_error: bool = False) -> Any:
+        if name not in self.tools:
+            return None
+        seen: list[str] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(message or "")
+
+        t0 = time.monotonic()
+        result = await self.client.call_tool(name, args, progress_callback=on_progress)
+        took = time.monotonic() - t0
+        ok = result.is_error == expect_error
+        self.failures += 0 if ok else 1
+        say()
+        say(f"== {title}  [{name}, {took:.2f} s, {'ok' if ok else 'UNEXPECTED'}]")
+        say(f"   arguments: {args}")
+        for line in describe(result):
+            say(f"   {line}")
+        if seen:
+            say(f"   progress: {' | '.join(seen[:6])}{' ...' if len(seen) > 6 else ''}")
+        return result
+
+    async def run(self, mask: Path) -> None:
+        first = await self.call(
+            "A generation (gpt-image-2, 1024x1024, high)",
+            "generate_image",
+            {"prompt": "a lighthouse on a cliff at dawn, watercolour", "size": "1024x1024", "quality": "high"},
+        )
+        for title, name, args, expect_error in PLAIN_STEPS:
+            await self.call(title, name, args, expect_error=expect_error)
+        if first is not None and not first.is_error:
+            uri = first.structured_content["images"][0]["uri"]
+            await self.call(
+                "Edit the first image with a mask",
+                "edit_image",
+                {"prompt": "add a red sailboat", "image": uri, "mask": str(mask)},
+            )
+        started = await self.call(
+            "A background task (async=true), then check_task",
+            "generate_image",
+            {"prompt": "a slow, detailed cathedral", "quality": "high", "async": True},
+        )
+        if started is not None and not started.is_error and "check_task" in self.tools:
+            task_id = started.structured_content["task_id"]
+            await self.call("Collect it", "check_task", {"task_id": task_id, "wait_seconds": 30})
+
+
 async def tour(output_dir: Path, base_url: str) -> int:
     from mcp import Client, StdioServerParameters
 
@@ -82,136 +201,18 @@ async def tour(output_dir: Path, base_url: str) -> int:
         "MCP_IMAGES_LOG_LEVEL": "WARNING",
     }
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_images", "serve"], env=env)
-    failures = 0
     started = time.monotonic()
     async with Client(params) as client:
         say(f"connected over stdio in {time.monotonic() - started:.2f} s (protocol {client.protocol_version})")
         tools = {t.name for t in (await client.list_tools()).tools}
         say(f"tools: {', '.join(sorted(tools))}")
-        mask = make_mask(output_dir)
-        state: dict[str, Any] = {}
-
-        async def call(title: str, name: str, args: dict[str, Any], *, expect_error: bool = False) -> Any:
-            nonlocal failures
-            if name not in tools:
-                return None
-            seen: list[str] = []
-
-            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-                seen.append(message or "")
-
-            t0 = time.monotonic()
-            result = await client.call_tool(name, args, progress_callback=on_progress)
-            took = time.monotonic() - t0
-            ok = result.is_error == expect_error
-            failures += 0 if ok else 1
-            mark = "ok" if ok else "UNEXPECTED"
-            say()
-            say(f"== {title}  [{name}, {took:.2f} s, {mark}]")
-            say(f"   arguments: {args}")
-            for line in describe(result):
-                say(f"   {line}")
-            if seen:
-                say(f"   progress: {' | '.join(seen[:6])}{' ...' if len(seen) > 6 else ''}")
-            return result
-
-        steps: list[Callable[[], Awaitable[Any]]] = []
-
-        async def first() -> None:
-            r = await call(
-                "A generation (gpt-image-2, 1024x1024, high)",
-                "generate_image",
-                {"prompt": "a lighthouse on a cliff at dawn, watercolour", "size": "1024x1024", "quality": "high"},
-            )
-            if r is not None and not r.is_error:
-                state["first"] = r.structured_content["images"][0]["uri"]
-
-        steps.append(first)
-        steps.append(
-            lambda: call(
-                "Two transparent stickers (gpt-image-1.5, webp)",
-                "generate_image",
-                {
-                    "prompt": "a cute robot sticker",
-                    "model": "gpt-image-1.5",
-                    "n": 2,
-                    "background": "transparent",
-                    "output_format": "webp",
-                    "quality": "low",
-                },
-            )
-        )
-        steps.append(
-            lambda: call(
-                "A free size only gpt-image-2 takes (2048x1152)",
-                "generate_image",
-                {"prompt": "a wide mountain panorama", "size": "2048x1152", "quality": "medium"},
-            )
-        )
-
-        async def edit() -> None:
-            if "first" in state:
-                await call(
-                    "Edit the first image with a mask",
-                    "edit_image",
-                    {"prompt": "add a red sailboat", "image": state["first"], "mask": str(mask)},
-                )
-
-        steps.append(edit)
-        steps.append(
-            lambda: call(
-                "What would 4 high-quality 1536x1024 images cost?",
-                "estimate_cost",
-                {"prompt": "a city at night", "model": "gpt-image-2", "n": 4, "size": "1536x1024", "quality": "high"},
-            )
-        )
-        steps.append(
-            lambda: call(
-                "A request the model cannot do (dall-e-3, n=2, transparent)",
-                "generate_image",
-                {"prompt": "two cats", "model": "dall-e-3", "n": 2, "background": "transparent"},
-                expect_error=True,
-            )
-        )
-        steps.append(
-            lambda: call(
-                "The upstream's safety system says no (sandbox keyword)",
-                "generate_image",
-                {"prompt": "[sandbox:moderation] something it refuses"},
-                expect_error=True,
-            )
-        )
-
-        async def streamed() -> None:
-            await call(
-                "Streaming with 2 partial images",
-                "generate_image",
-                {"prompt": "a koi pond, streamed", "stream": True, "partial_images": 2, "quality": "low"},
-            )
-
-        if "check_task" in tools:
-            steps.append(streamed)
-
-            async def background() -> None:
-                r = await call(
-                    "A background task (async=true), then check_task",
-                    "generate_image",
-                    {"prompt": "a slow, detailed cathedral", "quality": "high", "async": True},
-                )
-                if r is not None and not r.is_error:
-                    task_id = r.structured_content["task_id"]
-                    await call("Collect it", "check_task", {"task_id": task_id, "wait_seconds": 30})
-
-            steps.append(background)
-
-        for step in steps:
-            await step()
+        walk = Tour(client, tools)
+        await walk.run(make_mask(output_dir))
     say()
     say(f"images are in {output_dir}")
-    say(
-        f"total {time.monotonic() - started:.1f} s; {'all steps as expected' if not failures else f'{failures} unexpected'}"
-    )
-    return 1 if failures else 0
+    verdict = "all steps as expected" if not walk.failures else f"{walk.failures} unexpected"
+    say(f"total {time.monotonic() - started:.1f} s; {verdict}")
+    return 1 if walk.failures else 0
 
 
 def main(output_dir: str | None = None) -> int:
