@@ -92,10 +92,12 @@ async def team_server(tmp_path: Path, base_url: str, **settings: Any) -> AsyncIt
 
 
 @asynccontextmanager
-async def client_for(url: str, token: str | None) -> AsyncIterator[Client]:
+async def client_for(url: str, token: str | None, *, terminate: bool = True) -> AsyncIterator[Client]:
+    """An MCP client over HTTP; ``terminate=False`` for a server that stops first (no DELETE at the end)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = httpx2.AsyncClient(headers=headers, timeout=TIMEOUT)
-    async with http, Client(streamable_http_client(url, http_client=http)) as client:
+    transport = streamable_http_client(url, http_client=http, terminate_on_close=terminate)
+    async with http, Client(transport) as client:
         yield client
 
 
