@@ -26,7 +26,14 @@ from mcp_images.concurrency import BodySlot
 from mcp_images.errors import ConfigError, ConnectionError_, TimeoutError_, UpstreamError
 from mcp_images.inputs.netguard import HostResolver, system_resolver
 from mcp_images.units import format_bytes
-from mcp_images.upstream.answers import ImagesResponse, answer_error, images_from, poll_result, task_id_from
+from mcp_images.upstream.answers import (
+    ImagesResponse,
+    answer_error,
+    images_from,
+    parse_answer,
+    poll_result,
+    task_id_from,
+)
 from mcp_images.upstream.downloads import DEFAULT_DOWNLOAD_MAX_BYTES, download_result
 from mcp_images.upstream.errors import (
     parse_body,
@@ -220,7 +227,7 @@ class ImagesAPI:
                 content = await self._read_or_raise(response, images=MAX_IMAGES_PER_CALL)
             except (ConnectionError_, TimeoutError_) as exc:
                 return await _unavailable(exc, on_unavailable)
-            return poll_result(spec, parse_body(content), response.headers, provider=self.provider, secret=self._key)
+            return poll_result(spec, parse_answer(content), response.headers, provider=self.provider, secret=self._key)
         finally:
             await response.aclose()
 
@@ -313,7 +320,7 @@ class ImagesAPI:
             if body_slot is not None:
                 await body_slot.acquire()
             content = await self._read_or_raise(response, images=expect)
-            return images_from(parse_body(content), response.headers, provider=self.provider, secret=self._key)
+            return images_from(parse_answer(content), response.headers, provider=self.provider, secret=self._key)
         finally:
             await response.aclose()
 
@@ -339,9 +346,11 @@ class ImagesAPI:
             raise self._error(response)
         return parse_body(response.content)
 
-    async def _read_or_raise(self, response: httpx2.Response, *, images: int = 1) -> bytes:
+    async def _read_or_raise(self, response: httpx2.Response, *, images: int = 1) -> bytearray:
         """Read the body of an answer whose headers are in, at most `MAX_ANSWER_BYTES` per image.
 
+        The body goes into one buffer, sized from Content-Length when the body is not
+        compressed: each chunk is copied once, and no join doubles the peak at the end.
         The cap counts decoded bytes, so a small compressed answer cannot inflate without end.
         The read stays within the time its attempt has left (`retry.within_attempt`).
 
@@ -353,19 +362,21 @@ class ImagesAPI:
                 image may be made and billed, and the message says so (no retry here).
         """
         limit = max(images, 1) * MAX_ANSWER_BYTES
-        chunks: list[bytes] = []
+        body = bytearray(_expected_length(response, limit))
         size = 0
         try:
             with within_attempt(response):
                 async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
+                    end = size + len(chunk)
+                    if end > limit:
                         raise UpstreamError(
                             f"the upstream's answer is larger than {format_bytes(limit)}; refused unread",
                             request_id=request_id_from(response.headers),
                         )
-                    chunks.append(chunk)
-            return b"".join(chunks)
+                    body[size:end] = chunk  # in place while it fits the declared length, else it grows
+                    size = end
+            del body[size:]  # a shorter body than declared: what came
+            return body
         except httpx2.TimeoutException as exc:
             raise self._transport_error(exc) from exc
         except httpx2.TransportError as exc:
@@ -401,6 +412,18 @@ async def _unavailable(error: UpstreamError, on_unavailable: OnUnavailable | Non
     if on_unavailable is None:
         raise error
     await on_unavailable(error)
+
+
+def _expected_length(response: httpx2.Response, limit: int) -> int:
+    """The body's length from Content-Length when it is what the read yields (no content
+    encoding) and within ``limit``; else 0 (the buffer grows as the body comes)."""
+    if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+        return 0
+    try:
+        declared = int(response.headers.get("content-length", ""))
+    except ValueError:
+        return 0
+    return declared if 0 <= declared <= limit else 0
 
 
 def _count(body: Mapping[str, Any]) -> int:
