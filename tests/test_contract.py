@@ -262,6 +262,14 @@ async def test_a_near_miss_model_runs_permissive_and_says_did_you_mean(
     assert f"Did you mean {near!r}?" in text_of(result)
 
 
+async def test_the_upstreams_refusal_of_a_near_miss_says_did_you_mean(tmp_path: Path, strict_sandbox: Any) -> None:
+    settings = make_settings(tmp_path, strict_sandbox.base_url, provider="openai")
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool("generate_image", {"prompt": "x", "model": "gpt-image2"})
+    assert result.is_error and result.structured_content["error"]["type"] == "NotFoundError"
+    assert "did you mean 'gpt-image-2'?" in result.structured_content["error"]["message"]
+
+
 async def test_retired_models_are_refused_on_openais_own_api_naming_the_successor(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, None, provider="openai")
     async with Client(create_server(settings)) as client:

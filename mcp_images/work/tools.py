@@ -20,7 +20,7 @@ from mcp_images.catalog.edit_rules import check_edit_inputs
 from mcp_images.catalog.models import ImageParams, ModelSpec
 from mcp_images.catalog.parameters import form_fields, wire_body
 from mcp_images.concurrency import reduce_errors, single_errors
-from mcp_images.errors import ConfigError, McpImagesError, UpstreamError
+from mcp_images.errors import ConfigError, McpImagesError, NotFoundError, UpstreamError
 from mcp_images.runtime import Runtime
 from mcp_images.storage.store import StoredImage
 from mcp_images.work.progress import Progress
@@ -96,7 +96,10 @@ async def call_and_finish(
     try:
         await progress.phase(phase)
         async with progress.beating():
-            response = await send(saver, slot)
+            try:
+                response = await send(saver, slot)
+            except NotFoundError as exc:
+                raise _with_suggestion(rt, spec, exc) from exc
         outcome = await finish(
             rt, params, spec, response, progress, warnings=warnings, edit=edit, input_sizes=input_sizes
         )
@@ -276,6 +279,13 @@ async def _save_all(
             logger.warning("call stopped after saving %d image(s), kept: %s", len(created), ", ".join(map(str, created)))
         raise
     return [s for s in saved if s is not None], failures
+
+
+def _with_suggestion(rt: Runtime, spec: ModelSpec, exc: NotFoundError) -> NotFoundError:
+    """An upstream's "no such model" for a name outside the catalog, with the catalog name it is
+    most likely meant to be (the permissive profile let it through: the upstream has the last word)."""
+    near = None if spec.known else rt.catalog.closest(spec.name)
+    return exc.reworded(f"{exc.plain}; did you mean {near!r}?") if near else exc
 
 
 def _naming_kept(exc: McpImagesError, created: list[Path]) -> McpImagesError:
