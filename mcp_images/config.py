@@ -94,6 +94,15 @@ class Settings(BaseSettings):
         description="Tasks database; default beside the output folder.",
         examples=["~/Pictures/.mcp-images-data"],
     )
+    # --- many replicas (README "Running many replicas"): both unset = one machine, as always ---
+    database_url: SecretStr | None = Field(
+        default=None, description="Task database: sqlite:///<path> (default: the data folder's) or postgresql://.",
+        examples=["postgresql://mcp:secret@db:5432/images"],
+    )  # fmt: skip
+    storage_url: str | None = Field(
+        default=None, description="Where images are kept: a folder (default: the output folder) or s3://bucket/prefix.",
+        examples=["s3://images/mcp"],
+    )  # fmt: skip
     timeout: float = Field(
         default=DEFAULT_TIMEOUT_SECONDS, gt=0, description="Upstream read timeout, seconds.", examples=[600]
     )
@@ -271,6 +280,39 @@ class Settings(BaseSettings):
     @classmethod
     def _format_in_lower_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url", "storage_url", mode="before")
+    @classmethod
+    def _blank_store_is_default(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(raw, str) and not raw.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The value is never quoted back: it may hold the database's password.
+        if value is None:
+            return value
+        url = value.get_secret_value().strip()
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite" and parts.path not in ("", "/") and not parts.netloc:
+            return SecretStr(url)
+        if parts.scheme in ("postgresql", "postgres") and parts.hostname:
+            return SecretStr(url)
+        raise ValueError("must be sqlite:///<path to a file> or postgresql://user:password@host:port/database")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if value is None or "://" not in value:
+            return value  # a folder
+        parts = urlsplit(value.strip())
+        if parts.scheme != "s3" or not parts.netloc or "@" in parts.netloc:
+            raise ValueError(
+                "must be a folder or s3://bucket/prefix (no user:password@: give the keys in "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            )
+        return value.strip()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -60,36 +60,46 @@ class ImagesServer(MCPServer[Any]):
         return contents
 
 
+TASK_STORE_RETRY_SECONDS = 5.0  # a task database that cannot be reached is tried again this often
+
+
 async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
-    """Open the task database and keep the manager running until ``stop``.
+    """Open the task store (`tasks.choice`) and keep the manager running until ``stop``.
 
-    Runs in the background right after start-up, so sqlite3 and the restart recovery
-    (resuming provider-held jobs, failing orphaned local ones) never delay ``initialize``.
+    Runs in the background right after start-up, so opening the store and the restart recovery
+    (resuming provider-held jobs, failing orphaned local ones) never delay ``initialize``. A
+    PostgreSQL that cannot be reached is tried again every TASK_STORE_RETRY_SECONDS (calls say
+    why meanwhile); a store this version cannot use is reported and not tried again.
     """
-    from mcp_images.errors import ConfigError
+    from mcp_images.errors import ConfigError, TaskError
+    from mcp_images.tasks.choice import open_task_store
     from mcp_images.tasks.manager import TaskManager
-    from mcp_images.tasks.store import TaskStore
 
-    try:
-        # Opening runs pragmas that may wait on another program's lock: never on the loop.
-        store = await anyio.to_thread.run_sync(TaskStore, rt.settings.resolved_data_dir / "tasks.sqlite3")
-    except ConfigError as exc:
-        rt.tasks_error = str(exc)
-        rt.tasks_ready.set()
-        return
+    while True:
+        try:
+            store = await open_task_store(rt.settings)
+            break
+        except (ConfigError, TaskError) as exc:
+            rt.tasks_error = str(exc)
+            rt.tasks_ready.set()
+            if isinstance(exc, ConfigError):
+                return
+            with anyio.move_on_after(TASK_STORE_RETRY_SECONDS):
+                await stop.wait()
+            if stop.is_set():
+                return
     manager = TaskManager(
         store, ttl_seconds=rt.settings.task_ttl_days * 86400, error_to_dict=lambda exc: rt.scrub(error_dict(exc))
     )
     try:
         async with manager.running():
             manager.resume_provider_tasks(lambda record: _make_poller(rt, record))  # in the background
-            rt.task_manager = manager
+            rt.task_manager, rt.tasks_error = manager, None
             rt.tasks_ready.set()
             await stop.wait()
     finally:
         rt.task_manager = None
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(store.close)
+        await store.aclose()
 
 
 def _make_poller(rt: Runtime, record: Any) -> Any:

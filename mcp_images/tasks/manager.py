@@ -12,9 +12,11 @@ disk). A job never dies of that: progress writes are skipped, and an outcome or 
 job id that could not be written is kept in memory, answered from there, and written by the
 next housekeeping round. Owners and those kept writes are `task_upkeep`'s.
 
-Every database call runs in a worker thread (`task_store.AsyncTaskStore`): sqlite3 may wait
-seconds for another program's lock, and the event loop serves every session. Writes made while
-a job is being cancelled are shielded, so that a cancelled job is still recorded.
+The records sit behind a seam (`tasks.seam.TaskStoreSeam`): SQLite by default (every call in
+a worker thread, `tasks.embedded`: sqlite3 may wait seconds for another program's lock), or
+PostgreSQL for many replicas (`tasks.postgres`), where an owner's heartbeat is its lease and a
+waiter wakes on NOTIFY. Writes made while a job is being cancelled are shielded, so that a
+cancelled job is still recorded.
 """
 
 from __future__ import annotations
@@ -33,14 +35,16 @@ from anyio.abc import TaskGroup
 
 from mcp_images.errors import McpImagesError, TaskError
 from mcp_images.identity import LOCAL
-from mcp_images.tasks.store import AsyncTaskStore, TaskRecord, TaskStore
+from mcp_images.tasks.embedded import POLL_SECONDS as POLL_SECONDS  # re-exported: tests shorten it
+from mcp_images.tasks.embedded import EmbeddedTaskStore
+from mcp_images.tasks.seam import TaskStoreSeam
+from mcp_images.tasks.store import TaskRecord, TaskStore
 from mcp_images.tasks.upkeep import DeferredWrites, Owners
 from mcp_images.work.progress import Progress, Send
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 7 * 86400
-POLL_SECONDS = 0.5  # how often wait() re-reads a record that another process owns
 PROGRESS_WRITE_SECONDS = 1.0  # heartbeats touch the record at most this often
 PROGRESS_RETRY_SECONDS = 10.0  # after a refused progress write (each waits out the lock retries)
 HOUSEKEEPING_SECONDS = 10.0  # owner heartbeat, orphan sweep, expiry
@@ -95,14 +99,16 @@ class TaskManager:
 
     def __init__(
         self,
-        store: TaskStore,
+        store: TaskStore | TaskStoreSeam,
         *,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         error_to_dict: ErrorToDict,
     ) -> None:
-        self._store = AsyncTaskStore(store)
+        """``store``: a seam implementation, or a SQLite `TaskStore` (run off the loop for you)."""
+        self._store: TaskStoreSeam = EmbeddedTaskStore(store) if isinstance(store, TaskStore) else store
         self._ttl = ttl_seconds
         self._error_to_dict = error_to_dict
+        # Read here, not at import, so that a test (or a replica) may shorten the lease.
         self._owners = Owners(self._store, stale_after=OWNER_STALE_SECONDS, pid_trust=OWNER_PID_TRUST_SECONDS)
         self.owner = self._owners.me
         self._live: dict[str, _Live] = {}
@@ -164,8 +170,10 @@ class TaskManager:
         ``make_poller`` returns None when a job cannot be resumed; it is then failed.
         The factory is kept, so jobs left by a server that stops later are picked up too.
         """
-        tg = self._task_group()
         self._make_poller = make_poller
+        if self._closing:  # a round that began as the manager stopped: the next server resumes them
+            return 0
+        tg = self._task_group()
         try:
             return await self._resume(tg, make_poller)
         except TaskError:  # the next housekeeping round sweeps again
@@ -254,9 +262,10 @@ class TaskManager:
                     await live.done.wait()
                 finally:
                     _detach(live, send)
-            else:  # another process runs it: read the record again now and then
-                while not (await self.get(task_id)).finished:
-                    await anyio.sleep(POLL_SECONDS)
+            else:  # another process runs it: wake when its record changes (the store says how)
+                async with self._store.watch(task_id) as watch:
+                    while not (await self.get(task_id)).finished:
+                        await watch.wait(math.inf)
         return await self.get(task_id)
 
     async def run_attached(
@@ -408,13 +417,16 @@ class TaskManager:
                 logger.exception("task housekeeping failed; trying again later")
 
     async def _housekeep(self) -> None:
-        """Drop expired records; fail local jobs whose server is gone."""
+        """Drop expired records; fail local jobs whose server is gone.
+
+        Each is claimed first, so that among many replicas exactly one gives the verdict.
+        """
         await self._store.expire(self._ttl)
         for record in await self._owners.orphans():
-            if record.provider_task_id:
+            if record.provider_task_id or not await self._store.claim(record.id, record.owner, self.owner):
                 continue
             error = self._error_to_dict(TaskError(RESTART_REASON))
-            await self._store.finish(record.id, "failed", error=error)
+            await self._writes.finish(record.id, "failed", error=error)  # claimed: kept if refused now
 
     def _write_soon(self, task_id: str, **fields: Any) -> None:
         """Queue fields for a record and write them in the background (for sync callers)."""

@@ -4,7 +4,7 @@
 task's owner is still there: only jobs whose owner is gone are orphans. `DeferredWrites` keeps
 what the database refused (a provider's job id, an outcome) in memory until a later write gets
 it in. `tasks.TaskManager` uses both; its housekeeping loop sets the pace. Every database call
-goes through `task_store.AsyncTaskStore`, off the event loop.
+goes through the task store seam (`tasks.seam.TaskStoreSeam`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 from typing import Any
 
 from mcp_images.errors import TaskError
-from mcp_images.tasks.store import AsyncTaskStore, OwnerRow, TaskRecord, TaskStatus
+from mcp_images.tasks.seam import TaskStoreSeam
+from mcp_images.tasks.store import OwnerRow, TaskRecord, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,10 @@ logger = logging.getLogger(__name__)
 class Owners:
     """This server's owner row, and whether the owner of another task is still there."""
 
-    def __init__(self, store: AsyncTaskStore, *, stale_after: float, pid_trust: float) -> None:
-        """``stale_after``: an owner silent this long is gone. ``pid_trust``: on this machine
-        a live pid outweighs a silent heartbeat for this long."""
+    def __init__(self, store: TaskStoreSeam, *, stale_after: float, pid_trust: float) -> None:
+        """``stale_after``: an owner silent this long is gone (its lease lapsed). ``pid_trust``: on
+        this machine a live pid outweighs a silent heartbeat for this long, unless the store is
+        shared across hosts (`TaskStoreSeam.shared_hosts`), where the lease alone decides."""
         self._store = store
         self._stale_after = stale_after
         self._pid_trust = pid_trust
@@ -58,7 +60,7 @@ class Owners:
         if row is None:
             return False
         silent = time.time() - row.seen_at
-        if row.host == self.host:
+        if row.host == self.host and not self._store.shared_hosts:
             return silent <= self._pid_trust and pid_alive(row.pid)
         return silent <= self._stale_after
 
@@ -70,7 +72,7 @@ class DeferredWrites:
     misses a provider's job id while its write is still on the way.
     """
 
-    def __init__(self, store: AsyncTaskStore) -> None:
+    def __init__(self, store: TaskStoreSeam) -> None:
         self._store = store
         # Fields per task, and outcomes (status, result or error, finished_at) per task.
         self._fields: dict[str, dict[str, Any]] = {}
