@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mcp_images.console.commands import register
 
     register(sub)
+    from mcp_images.cli_spending import register as register_spending
+
+    register_spending(sub)
     return parser
 
 
@@ -238,6 +241,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from mcp_images.demo import main as demo_main
 
         return demo_main(ns.output_dir)
+    if ns.command == "spending":
+        from mcp_images.cli_spending import run as spending
+
+        return spending(ns)
     if ns.command in COMMANDS:
         from mcp_images.console.commands import run
 

@@ -86,6 +86,19 @@ class Settings(BaseSettings):
         description="Models an agent may use (comma-separated); empty = any. Refused before any call.",
         examples=["gpt-image-2,gpt-image-1-mini"],
     )
+    # --- the spending guard (pricing/guard.py), in the price table's currency ---
+    max_cost_per_call: float | None = Field(
+        default=None, ge=0, description="Most one call may cost (its estimate's upper end); refused above.",
+        examples=[0.5],
+    )  # fmt: skip
+    daily_budget: float | None = Field(
+        default=None, ge=0, description="Most spent per UTC day (per identity over HTTP); refused beyond.",
+        examples=[1.0],
+    )  # fmt: skip
+    confirm_above: float | None = Field(
+        default=None, ge=0, description="A call estimated above this needs a person's confirmation.",
+        examples=[0.25],
+    )  # fmt: skip
     output_dir: Path = Field(
         default_factory=default_output_dir, description="Where images are saved.", examples=["~/Pictures/mcp-images"]
     )
@@ -280,6 +293,11 @@ class Settings(BaseSettings):
     @classmethod
     def _format_in_lower_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("max_cost_per_call", "daily_budget", "confirm_above", mode="before")
+    @classmethod
+    def _blank_money_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url", "storage_url", mode="before")
     @classmethod

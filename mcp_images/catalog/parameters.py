@@ -277,6 +277,15 @@ PARAMS: tuple[Param, ...] = (
         wire=None,
     ),
     Param(
+        "confirm_cost",
+        "number",
+        "Only when a refusal asks for it: the most this call may cost, as agreed with the person "
+        "(the server's limits still apply).",
+        IMAGE_TOOLS,
+        minimum=0,
+        wire=None,
+    ),
+    Param(
         "task_id",
         "string",
         "The task_id an async call returned.",

@@ -22,6 +22,7 @@ from mcp_images.config import Settings
 from mcp_images.errors import McpImagesError, error_dict
 from mcp_images.runtime import Runtime
 from mcp_images.server import results
+from mcp_images.server.spending import close_spending, register_spending
 from mcp_images.server.studio import register_studio, studio_extension
 from mcp_images.server.tools import build_tools
 from mcp_images.storage.store import id_from_ref
@@ -140,6 +141,7 @@ def create_server(settings: Settings, *, http_client: Any = None, transport: str
                 finally:
                     stop.set()
         finally:
+            await close_spending(rt)
             await rt.aclose()
 
     server = ImagesServer(
@@ -158,6 +160,7 @@ def create_server(settings: Settings, *, http_client: Any = None, transport: str
     for method in ("prompts/list", "prompts/get"):
         server._lowlevel_server._request_handlers.pop(method, None)  # pyright: ignore[reportPrivateUsage]
     register_studio(server, rt)  # the image studio (MCP Apps), shown only to hosts that negotiated it
+    register_spending(server, rt)  # spending://{period}: the ledger, read
 
     @server.resource(
         "images://{image_id}",

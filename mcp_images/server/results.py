@@ -76,7 +76,20 @@ def _usage_fields(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def summary(outcome: Outcome) -> str:
+def budget_line(budget: dict[str, Any]) -> str:
+    """``budget: $0.58 of $1.00 left today (UTC 2026-11-22: $0.42 spent)``."""
+    from mcp_images.pricing.costs import format_money
+
+    def money(key: str) -> str:
+        return format_money(float(budget.get(key) or 0.0), str(budget.get("currency", "USD")))
+
+    line = f"budget: {money('remaining_today')} of {money('daily_budget')} left today (UTC {budget.get('day')}: "
+    line += f"{money('spent_today')} spent"
+    line += f", {money('held_today')} held by calls running or of unknown cost)" if budget.get("held_today") else ")"
+    return line + (f"; this call: {budget['verdict']}" if budget.get("verdict") else "")
+
+
+def summary(outcome: Outcome, budget: dict[str, Any] | None = None) -> str:
     verb = "Edited" if outcome.edit else "Generated"
     count = len(outcome.images)
     p = outcome.params
@@ -97,13 +110,15 @@ def summary(outcome: Outcome) -> str:
     for prompt in outcome.revised_prompts[:1]:
         lines.append(f"revised prompt: {prompt}")
     lines.extend(f"note: {w}" for w in outcome.warnings)
+    if budget is not None:
+        lines.append(budget_line(budget))
     if any(s.preview for s in outcome.images):
         lines.append("The images below are previews; the files above are full size.")
     return "\n".join(lines)
 
 
-def render(outcome: Outcome) -> CallToolResult:
-    content: list[ContentBlock] = [TextContent(type="text", text=summary(outcome))]
+def render(outcome: Outcome, budget: dict[str, Any] | None = None) -> CallToolResult:
+    content: list[ContentBlock] = [TextContent(type="text", text=summary(outcome, budget))]
     for saved in outcome.images:
         st = saved.stored
         if saved.inline_full:
@@ -122,7 +137,10 @@ def render(outcome: Outcome) -> CallToolResult:
                 description=f"{st.width}x{st.height} {st.format}, full size",
             )
         )
-    return CallToolResult(content=content, structured_content=structured(outcome))
+    data = structured(outcome)
+    if budget is not None:
+        data["budget"] = budget
+    return CallToolResult(content=content, structured_content=data)
 
 
 # --- errors, tasks and estimates ----------------------------------------------------------
@@ -140,8 +158,8 @@ def error_result_from_dict(detail: dict[str, Any], *, task_id: str | None = None
     )
 
 
-def outcome_json(outcome: Any) -> dict[str, Any]:
-    return render(outcome).model_dump(mode="json", by_alias=True, exclude_none=True)
+def outcome_json(outcome: Any, budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    return render(outcome, budget).model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def task_started(record: TaskRecord, *, poll_after: float, handed_off: bool = False) -> CallToolResult:
@@ -193,7 +211,7 @@ def task_result(record: TaskRecord) -> CallToolResult:
     )
 
 
-def render_estimate(est: Estimate, *, n: int) -> CallToolResult:
+def render_estimate(est: Estimate, *, n: int, budget: dict[str, Any] | None = None) -> CallToolResult:
     """estimate_cost's answer: one summary line, one line per token kind, notes."""
     b = est.breakdown
     lines = [f"{est.model}, n={n}: {b.summary()}"]
@@ -205,8 +223,10 @@ def render_estimate(est: Estimate, *, n: int) -> CallToolResult:
         label = "exact" if line.exact else "estimate"
         lines.append(f"- {line.kind}: {tokens} tokens{price} ({label}: {line.basis})")
     lines.extend(f"note: {n}" for n in [*b.notes, *est.warnings])
+    if budget is not None:
+        lines.append(budget_line(budget) if "daily_budget" in budget else f"this call: {budget['verdict']}")
     structured = {
         "model": est.model, "n": n, "input_sizes": est.input_sizes, "warnings": est.warnings,
-        **b.model_dump(mode="json"),
+        **b.model_dump(mode="json"), **({"budget": budget} if budget is not None else {}),
     }  # fmt: skip
     return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured)

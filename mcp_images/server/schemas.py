@@ -120,6 +120,24 @@ _COST = {
     "required": ["total_usd", "currency", "lines"],
 }
 _USAGE = {"type": ["object", "null"], "additionalProperties": {"type": ["integer", "null"]}}
+# The spending guard (pricing/guard.py): today's budget on results and estimates, a refusal's figures.
+_BUDGET = {
+    "type": "object",
+    "properties": {
+        "currency": _STR, "day": _STR, "daily_budget": _NUM, "spent_today": _NUM, "held_today": _NUM,
+        "committed_today": _NUM, "remaining_today": _NUM, "resets_in": _STR, "verdict": _STR,
+    },
+}  # fmt: skip
+_SPENDING_REFUSAL = {
+    "type": "object",
+    "properties": {
+        "reason": {"enum": ["unknown_price", "per_call_limit", "daily_budget", "needs_confirmation", "declined",
+                            "cancelled"]},
+        "estimate": {"type": ["number", "null"]}, "currency": _STR, "limit": _NUM, "committed_today": _NUM,
+        "remaining": _NUM, "fits_n": _INT, "day": _STR, "confirm_cost": {"type": ["number", "null"]},
+    },
+    "required": ["reason"],
+}  # fmt: skip
 
 IMAGE_RESULT: dict[str, Any] = {
     "type": "object",
@@ -141,6 +159,7 @@ IMAGE_RESULT: dict[str, Any] = {
         "partial_images": {"type": "array", "items": _IMAGE},
         "warnings": _STRS,
         "elapsed_seconds": _NUM,
+        "budget": _BUDGET,
     },
     "required": ["images", "model", "cost", "warnings"],
 }
@@ -177,6 +196,7 @@ ERROR: dict[str, Any] = {
                 "categories": {"type": ["array", "null"], "items": _STR},
                 "task_id": _STR,
                 "status": _STR,
+                "spending": _SPENDING_REFUSAL,
             },
             "required": ["type", "message"],
         }
@@ -191,6 +211,7 @@ ESTIMATE: dict[str, Any] = {
         "input_sizes": {"type": "array", "items": {"type": "array", "items": _INT}},
         "warnings": _STRS,
         **_COST_FIELDS,
+        "budget": _BUDGET,
     },
     "required": ["model", "n", "total_usd", "lines"],
 }

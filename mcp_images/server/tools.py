@@ -16,7 +16,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import ConfigDict
 
 from mcp_images.catalog.arguments import parse_arguments
@@ -50,7 +50,7 @@ INLINE_REF_KEEP_CHARS = 2048  # longer image references are inline data: not sto
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 
-ToolBody = Callable[[Runtime, Given, Context[Any, Any]], Awaitable[CallToolResult]]
+ToolBody = Callable[[Runtime, Given, Context[Any, Any]], Awaitable[CallToolResult | InputRequiredResult]]
 
 
 class ArgumentsTool(Tool):
@@ -84,7 +84,7 @@ def make_tool(
 ) -> Tool:
     """A tool whose arguments are read by `parse_arguments` and whose errors are clear tool errors."""
 
-    async def handler(ctx: Context[Any, Any], arguments: dict[str, Any]) -> CallToolResult:
+    async def handler(ctx: Context[Any, Any], arguments: dict[str, Any]) -> CallToolResult | InputRequiredResult:
         try:
             given = parse_arguments(name, arguments)
             return await body(rt, given, ctx)
@@ -140,8 +140,9 @@ def record_args(given: Given) -> dict[str, Any]:
     return {"arguments": {k: trim(v) for k, v in given.values.items()}}
 
 
-async def _image_tool(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> CallToolResult:
+async def _image_tool(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> CallToolResult | InputRequiredResult:
     """generate_image / edit_image: validate now, then run as a task (attached unless async)."""
+    from mcp_images.server import spending
     from mcp_images.work import provider_jobs, tools
     from mcp_images.work.validation import check_call
 
@@ -154,16 +155,32 @@ async def _image_tool(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> Call
             raise  # a background job needs somewhere to keep its result: the error says why not
         manager = None
     provider_side = call.background and rt.provider.async_mode is not None and not call.params.stream
+    admission = await spending.admit(rt, call, given, ctx, roots)  # limits, the person's yes, a reservation
+    if not isinstance(admission, spending.Admission):
+        return admission  # refused, or a question for the person (2026-07-28)
 
     async def job(job_progress: Progress, handle: Any) -> dict[str, Any]:
-        if provider_side:
-            outcome = await provider_jobs.submit_provider_job(rt, call, job_progress, handle, roots)
-        elif call.edit:
-            outcome = await tools.edit_image(rt, call, job_progress, roots)
-        else:
-            outcome = await tools.generate_image(rt, call, job_progress)
-        return rt.scrub(results.outcome_json(outcome))
+        async def work() -> tools.Outcome:
+            if provider_side:
+                return await provider_jobs.submit_provider_job(rt, call, job_progress, handle, roots)
+            if call.edit:
+                return await tools.edit_image(rt, call, job_progress, roots)
+            return await tools.generate_image(rt, call, job_progress)
 
+        outcome = await admission.run(work, job_progress, handle, held=provider_side)
+        return rt.scrub(results.outcome_json(outcome, await admission.budget_after()))
+
+    try:
+        return await _dispatch(rt, given, ctx, call, manager, job, provider_side)
+    except BaseException:
+        await admission.release()  # a job that never started holds nothing
+        raise
+
+
+async def _dispatch(
+    rt: Runtime, given: Given, ctx: Context[Any, Any], call: Any, manager: Any, job: Any, provider_side: bool
+) -> CallToolResult:
+    """Run ``job`` as the call asks: in the background, attached with a hand-off, or bare."""
     if manager is None:  # no task database: a plain synchronous call still works
         logger.warning("running %s without a task record: %s", given.tool, rt.tasks_error)
         return CallToolResult.model_validate(await job(Progress(ctx.report_progress), None))
@@ -195,7 +212,10 @@ async def _estimate(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> CallTo
     call = check_call(rt, given, saving=False)
     reads = any(given.get(k) is not None for k in ("image", "mask", "markup"))
     roots = await client_roots(ctx) if reads else None
-    return results.render_estimate(await estimate(rt, call, roots), n=call.params.n or 1)
+    from mcp_images.server.spending import estimate_budget
+
+    est, n = await estimate(rt, call, roots), call.params.n or 1
+    return results.render_estimate(est, n=n, budget=await estimate_budget(rt, ctx, est.breakdown, n, call))
 
 
 def build_tools(rt: Runtime) -> list[Tool]:
