@@ -132,3 +132,25 @@ async def test_without_any_spending_setting_calls_go_and_say_nothing_of_a_budget
     assert result.is_error is False
     assert result.structured_content is not None and "budget" not in result.structured_content
     assert "budget:" not in text(result)
+
+
+@pytest.mark.anyio
+async def test_refusals_budgets_and_estimates_fit_the_declared_output_schemas(tmp_path: Path, sandbox: Any) -> None:
+    import jsonschema
+
+    settings = make_settings(tmp_path, sandbox.base_url, daily_budget=0.3, max_cost_per_call=0.25, confirm_above=0.1)
+    async with Client(create_server(settings)) as client:
+        schemas = {t.name: t.output_schema or {} for t in (await client.list_tools()).tools}
+        seen = [
+            ("generate_image", await client.call_tool("generate_image", {**MEDIUM, "n": 3})),  # needs confirmation
+            ("generate_image", await client.call_tool("generate_image", {**HIGH, "n": 2})),  # over the per-call limit
+            ("generate_image", await client.call_tool("generate_image", {**HIGH, "confirm_cost": 0.22})),  # goes
+            ("generate_image", await client.call_tool("generate_image", {**HIGH, "confirm_cost": 0.22})),  # budget
+            ("estimate_cost", await client.call_tool("estimate_cost", HIGH)),
+        ]
+    reasons = [
+        r.structured_content["error"]["spending"]["reason"] for _, r in seen if r.is_error and r.structured_content
+    ]
+    assert reasons == ["needs_confirmation", "per_call_limit", "daily_budget"]
+    for tool, result in seen:
+        jsonschema.validate(result.structured_content, schemas[tool])

@@ -19,6 +19,8 @@ needs the person's yes. Nothing here imports ``mcp``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import time
@@ -85,6 +87,27 @@ class Ask:
     def described(self) -> str:
         """``gpt-image-2, n=4, 1536x1024, high``."""
         return ", ".join(str(x) for x in (self.model, f"n={self.n}", self.size, self.quality) if x)
+
+    def driving(self, values: dict[str, Any]) -> list[str]:
+        """The arguments that make the price, as a person reads them (``values``: the call's)."""
+        images = values.get("image")
+        count = (1 if isinstance(images, str) else len(images)) if images else 0
+        facts = [
+            f"model {self.model}",
+            f"n={self.n}",
+            f"size {self.size or 'auto'}",
+            f"quality {self.quality or 'auto'}",
+        ]
+        facts += [f"{count} input image(s)"] if count else []
+        facts += [f"input_fidelity {values['input_fidelity']}"] if values.get("input_fidelity") else []
+        partials = values.get("partial_images") if values.get("stream") else None
+        return facts + ([f"{partials} partial image(s)"] if partials else [])
+
+    def digest(self, values: dict[str, Any]) -> str:
+        """What a person's answer is bound to: this call's arguments and estimate."""
+        kept = {k: v for k, v in values.items() if k != "confirm_cost"}
+        text = json.dumps([self.tool, kept, self.estimate], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def fitting_n(self, room: float) -> int:
         """The largest n (below the asked one) whose estimate fits ``room``; 0 when none does."""

@@ -19,7 +19,6 @@ The ledger is read through the resource template ``spending://{period}`` (``toda
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -244,28 +243,13 @@ async def _reserve(
 # --- asking the person ---------------------------------------------------------------------
 
 
-def _driving(ask: Ask, given: Given) -> list[str]:
-    """The arguments that make the price, as the person reads them."""
-    images = given.get("image")
-    count = (1 if isinstance(images, str) else len(images)) if images else 0
-    facts = [f"model {ask.model}", f"n={ask.n}", f"size {ask.size or 'auto'}", f"quality {ask.quality or 'auto'}"]
-    facts += [f"{count} input image(s)"] if count else []
-    facts += [f"input_fidelity {given.get('input_fidelity')}"] if given.get("input_fidelity") else []
-    facts += (
-        [f"{given.get('partial_images')} partial image(s)"]
-        if given.get("stream") and given.get("partial_images")
-        else []
-    )
-    return facts
-
-
 async def _form_message(rt: Runtime, ask: Ask, given: Given, limits: Limits, scope: str | None) -> str:
     cost = f"up to {ask.money(ask.estimate)}" if ask.estimate is not None else "an unknown amount (no published price)"
     prompt = str(given.get("prompt") or "")
     shown = prompt if len(prompt) <= PROMPT_SHOWN_CHARS else prompt[:PROMPT_SHOWN_CHARS] + "…"
     lines = [
         f"mcp-images: {ask.tool} would cost {cost}.",
-        ", ".join(_driving(ask, given)),
+        ", ".join(ask.driving(given.values)),
         f'prompt: "{shown}"',
         f"estimate: {ask.summary}",
         f"Calls above {ask.money(limits.confirm_above or 0.0)} need your confirmation (MCP_IMAGES_CONFIRM_ABOVE).",
@@ -274,13 +258,6 @@ async def _form_message(rt: Runtime, ask: Ask, given: Given, limits: Limits, sco
     if budget is not None:
         lines.append(results.budget_line(budget))
     return "\n".join(lines)
-
-
-def _digest(ask: Ask, given: Given) -> str:
-    """What the person's answer is bound to: this call's arguments and estimate."""
-    values = {k: v for k, v in given.values.items() if k != "confirm_cost"}
-    text = json.dumps([ask.tool, values, ask.estimate], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _can_elicit(ctx: Context[Any, Any]) -> bool:
@@ -302,17 +279,17 @@ async def _confirm(
         if guard.confirmed_by(confirm_cost, ask):
             return None
         raise guard.over_confirmed(confirm_cost, ask) or guard.confirmation_refusal(limits, ask, answer=None)
-    message = await _form_message(rt, ask, given, limits, scope)
     if (ctx.protocol_version or "") >= INPUT_REQUIRED_FROM:
-        digest = _digest(ask, given)
+        digest = ask.digest(given.values)
         answer = (ctx.input_responses or {}).get(ELICIT_KEY)
         state = _state(ctx.request_state)
         if answer is None or state.get("q") != digest:
+            message = await _form_message(rt, ask, given, limits, scope)
             request = ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=_form_schema()))
             return InputRequiredResult(input_requests={ELICIT_KEY: request}, request_state=json.dumps({"q": digest}))
         action = _action(answer.action, answer.content) if isinstance(answer, ElicitResult) else "cancel"
     else:
-        action = await _elicit_now(ctx, message)
+        action = await _elicit_now(ctx, await _form_message(rt, ask, given, limits, scope))
     if action != "accept":
         raise guard.confirmation_refusal(limits, ask, answer=action)
     return None
