@@ -39,8 +39,9 @@ JPEG_QUALITY_LOW = 60  # the quality the rare shrink encodes at: still clear at 
 # at 512-1024 px; noise and flat images stay within ~10% of these). An over-budget preview is
 # re-encoded at the best quality whose ratio fits, which costs an encode (~2 ms), not a resize.
 _QUALITY_RATIOS = ((75, 0.88), (70, 0.77), (65, 0.71), (60, 0.65), (55, 0.61), (50, 0.57))
-_PLAN_STEPS = 4  # probes when shrinking: each ~0.5 ms, against ~10 ms for a resize of the whole
-_GOOD_ENOUGH = 0.8  # a probe predicting 80-100% of the aim ends the search
+_PLAN_STEPS = 3  # probes when shrinking: each ~0.5-1 ms, against ~10 ms for a resize of the whole
+_SHRINK_SLOPE = 1.8  # bytes ~ long side**1.8 at a fixed quality: measured 1.9 on photos, 3+ on noise
+_GOOD_ENOUGH = 0.75  # a probe predicting 75-100% of the aim ends the search
 _LOW_QUALITY_RATIO = 0.65  # q60 over q80, as above
 # Encoded bytes grow as pixels**exponent when an image is scaled (detail gets denser as it
 # shrinks). Measured ~0.7-1.1 for JPEG (grain averages away fast) and ~0.5-0.6 for palette
@@ -55,7 +56,7 @@ _PALETTE_PNG_LEVEL = 4
 # The JPEG preview's size and quality are chosen before any resize from a probe: a mosaic of
 # regions resized as the whole would be and encoded at quality 80 (~0.5 ms for 256x256 px)
 # gives the bytes per pixel at that scale.
-_PROBE_TILE = 128  # px; 2x2 tiles from the four quarters of the image
+_PROBE_TILE = 96  # px; 2x2 tiles from the four quarters of the image
 _PROBE_MIN_PIXELS = 16 * _PROBE_TILE * _PROBE_TILE  # below this, encoding the whole is as cheap
 _JPEG_HEADER_BYTES = 600  # quality-80 tables and markers: not part of the per-pixel cost
 # BOX (area average) is ~25% cheaper than BILINEAR at 1024 -> 768 px and within ~2/255 RMS of
@@ -214,11 +215,11 @@ def _shrunk_size(frame: Image.Image, over: tuple[float, float], aim: float) -> t
     """The largest size whose quality-60 JPEG is predicted to come within `aim`, by probes.
 
     ``over`` is (long side, predicted bytes) of a size over the aim. Bytes go as the long
-    side**slope; the slope starts at 2 x `_JPEG_EXPONENT` and is re-measured from the last
-    two probes (a secant on the logs), so 2-3 probes land within ~15% under the aim.
+    side**slope; the slope starts at `_SHRINK_SLOPE` and is re-measured from the last two
+    probes (a secant on the logs), so 1-3 probes land within ~25% under the aim.
     """
     fits: tuple[float, float] | None = None
-    slope = 2 * _JPEG_EXPONENT
+    slope = _SHRINK_SLOPE
     last = over
     for _ in range(_PLAN_STEPS):
         if fits is None:
