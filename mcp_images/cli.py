@@ -75,6 +75,10 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP only; other than loopback only with authentication")
     p.add_argument("--port", type=tcp_port, default=8000, help="HTTP only (default 8000)")
+    p.add_argument(
+        "--stateless", action="store_true",
+        help="HTTP only: keep no per-session state, so any replica may answer any request (README: Running many replicas)",
+    )  # fmt: skip
     p.add_argument("--provider", help="openai, 302ai, yescale, agcloud, compatible, azure")
     p.add_argument("--base-url", help="upstream base URL including /v1")
     p.add_argument("--model", dest="default_model", help="default model (gpt-image-2)")
@@ -146,6 +150,7 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
 
     try:
         server = create_server(settings, transport=ns.transport)
+        server.runtime.stateless = ns.stateless  # read by server.http_app when it builds the app
     except ConfigError as exc:
         sys.stderr.write(f"mcp-images: {exc}\n")
         return 2

@@ -18,7 +18,7 @@ from mcp_images.catalog.models import Catalog, load_catalog
 from mcp_images.concurrency import BodySlot
 from mcp_images.config import Settings
 from mcp_images.secrets import Scrubber, make_scrubber
-from mcp_images.storage.store import ImageStore
+from mcp_images.storage.choice import open_image_store, store_secrets
 
 if TYPE_CHECKING:
     import httpx2
@@ -52,11 +52,13 @@ class Runtime:
     def __init__(self, settings: Settings, *, http_client: httpx2.AsyncClient | None = None) -> None:
         self.settings = settings
         self.catalog: Catalog = load_catalog(settings.catalog)
-        self.store = ImageStore(settings.resolved_output_dir, kept_dirs=kept_folders(settings))
+        # The output folder, or an S3 bucket cached there (MCP_IMAGES_STORAGE_URL, storage.choice).
+        self.store = open_image_store(settings, kept_folders(settings))
         self._http = http_client
         self._owns_http = http_client is None
         self._http_lock = anyio.Lock()
         self.transport_kind = "stdio"
+        self.stateless = False  # --stateless: HTTP keeps no session state (any replica may answer)
         self.task_manager: TaskManager | None = None
         self.tasks_error: str | None = None
         self.tasks_ready = anyio.Event()
@@ -93,7 +95,7 @@ class Runtime:
         """The scrubber for this server's secrets: the API key, the HTTP tokens, the URL signing key."""
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
         url_secret = self.settings.url_secret.get_secret_value() if self.settings.url_secret else None
-        return make_scrubber([key, url_secret, *self.http_secrets])
+        return make_scrubber([key, url_secret, *self.http_secrets, *store_secrets(self.settings)])
 
     def body_slot(self) -> BodySlot:
         """A claim on reading one upstream answer into files; release it when they are saved."""

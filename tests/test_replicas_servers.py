@@ -1,0 +1,99 @@
+"""Whole servers as replicas: the same DATABASE and STORAGE URLs, each its own folder.
+
+``embedded``: SQLite and one shared folder (servers on one machine). ``scaled``: PostgreSQL and
+an S3-API bucket (moto on loopback), each replica with a separate output folder as its cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from mcp_images.config import Settings
+from mcp_images.server.build import create_server
+from tests.conftest import make_settings
+from tests.test_store_seams import fresh_schema_url
+from tests.test_store_seams_images import s3_bucket, s3_endpoint  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.anyio
+
+ReplicaSettings = Callable[[str], Settings]
+
+
+@pytest.fixture(params=["embedded", "scaled"])
+async def replica_settings(request: pytest.FixtureRequest, tmp_path: Path, sandbox: Any) -> ReplicaSettings:
+    if request.param == "embedded":
+        urls = {"database_url": f"sqlite:///{tmp_path / 'shared' / 'tasks.sqlite3'}",
+                "storage_url": str(tmp_path / "shared" / "images")}  # fmt: skip
+    else:
+        bucket = request.getfixturevalue("s3_bucket")
+        urls = {"database_url": await fresh_schema_url(), "storage_url": f"s3://{bucket}/replicas"}
+
+    def settings(name: str) -> Settings:
+        return make_settings(tmp_path / name, sandbox.base_url, **urls)
+
+    return settings
+
+
+async def replicas(stack: AsyncExitStack, settings: ReplicaSettings, count: int) -> list[Client]:
+    clients = []
+    for n in range(count):
+        client = await stack.enter_async_context(Client(create_server(settings(f"replica-{n}"))))
+        clients.append(client)
+    return clients
+
+
+async def test_a_task_started_on_one_replica_is_checked_and_returned_by_another(
+    replica_settings: ReplicaSettings,
+) -> None:
+    with anyio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            first, second, third = await replicas(stack, replica_settings, 3)
+            started = await first.call_tool("generate_image", {"prompt": "a heron", "async": True})
+            assert not started.is_error, started
+            task_id = started.structured_content["task_id"]
+            done = await second.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+            again = await third.call_tool("check_task", {"task_id": task_id})
+    assert not done.is_error and done.structured_content["status"] == "succeeded"
+    assert again.structured_content == done.structured_content
+
+
+async def test_an_image_made_on_one_replica_is_read_and_edited_by_id_on_another(
+    replica_settings: ReplicaSettings,
+) -> None:
+    with anyio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            first, second = await replicas(stack, replica_settings, 2)
+            made = await first.call_tool("generate_image", {"prompt": "a red fox"})
+            assert not made.is_error, made
+            image = made.structured_content["images"][0]
+            read = await second.read_resource(image["uri"])
+            edited = await second.call_tool("edit_image", {"prompt": "make it blue", "image": image["uri"]})
+    assert read.contents[0].mime_type == image["mime_type"]
+    assert Path(image["path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not edited.is_error, edited
+    assert edited.structured_content["images"][0]["id"] != image["id"]
+
+
+async def test_a_replica_without_its_database_says_why_and_hides_the_password(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = make_settings(tmp_path, sandbox.base_url, database_url=f"postgresql://app:pg-pass-77@127.0.0.1:{port}/x")
+    with anyio.fail_after(30):
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("generate_image", {"prompt": "a fox", "async": True})
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert result.is_error and "cannot be used right now" in text
+    assert "pg-pass-77" not in text and "postgresql://app:***@" in text
+
