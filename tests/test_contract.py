@@ -320,3 +320,23 @@ def test_a_nested_parameter_is_flattened_for_multipart() -> None:
 
     body = {"model": "m", "svg": {"model": "svg-1", "reasoning": {"effort": "low"}}}
     assert form_fields(body) == {"model": "m", "svg[model]": "svg-1", "svg[reasoning][effort]": "low"}
+
+
+# --- protocol error codes and capabilities ----------------------------------------------------
+
+
+async def test_reading_an_unknown_image_is_resource_not_found_not_an_internal_error(client: Client) -> None:
+    from mcp.shared.exceptions import MCPError
+    from mcp.types import INVALID_PARAMS
+
+    with pytest.raises(MCPError) as info:
+        await client.read_resource("images://0123456789ab")
+    # SEP-2164 (final): a resource that is not there is -32602, the code the SDK maps it to.
+    assert info.value.error.code == INVALID_PARAMS
+    assert "never made here" in info.value.error.message
+
+
+async def test_only_what_exists_is_advertised(client: Client) -> None:
+    caps = client.server_capabilities
+    assert caps is not None and caps.tools is not None and caps.resources is not None
+    assert caps.prompts is None
