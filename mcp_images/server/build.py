@@ -47,10 +47,12 @@ class ImagesServer(MCPServer[Any]):
             return await super().read_resource(uri, context)
         from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
-        path = self.runtime.store.find(image_id)
+        import anyio
+
+        # An S3-backed store may fetch the object first: never on the event loop.
+        path = await anyio.to_thread.run_sync(self.runtime.store.find, image_id)
         if path is None:
             raise ResourceNotFoundError(f"no image {uri}: it was never made here, or its file was deleted")
-        import anyio
 
         from mcp_images.imaging.formats import SNIFF_BYTES, sniff_format
         from mcp_images.imaging.mime import mime_type
