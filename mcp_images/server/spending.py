@@ -24,6 +24,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -148,7 +149,9 @@ class Admission:
         return await budget_view(self.rt, self.limits, self.scope)
 
     async def _settle(self, settlement: Settlement) -> None:
-        await self._write(lambda ledger, row: ledger.settle(row, settlement))
+        # An upstream may echo the key in an error or a request id: the row keeps neither.
+        kept = replace(settlement, note=self.rt.scrub(settlement.note), request_id=self.rt.scrub(settlement.request_id))
+        await self._write(lambda ledger, row: ledger.settle(row, kept))
 
     async def _write(self, op: Callable[[Ledger, int], Awaitable[None]]) -> None:
         if self.row is None:
