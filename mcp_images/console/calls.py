@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # upstream failure may be worth a retry (3); anything else (an unknown task, a cancelled
 # one) is 1.
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_UPSTREAM = 0, 1, 2, 3
-REFUSED_TYPES = frozenset({"ValidationProblem", "InputError", "ConfigError", "RequestError"})
+REFUSED_TYPES = frozenset({"SpendingRefused", "ValidationProblem", "InputError", "ConfigError", "RequestError"})
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif")
 NOT_PATHS = re.compile(r"^(images://|https?://|file://|data:|[0-9a-f]{12}$|[1-9][0-9]*x[1-9][0-9]*$)")
 # Settings a person gives after the subcommand (the same flags as the server's).
