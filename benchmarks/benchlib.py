@@ -345,9 +345,9 @@ def photo_like_png(width: int, height: int, seed: int = 1) -> bytes:
     """A PNG that compresses like a photograph, unlike the sandbox's flat placeholders.
 
     Soft colour fields (a tiny random image scaled up), hard-edged shapes, mid-scale texture
-    and sensor grain: the PNG lands near 1.8 bytes per pixel and a JPEG at quality 80 near
-    0.16 bytes per pixel, as camera pictures and real model outputs do (a 1024x1024
-    gpt-image PNG is typically 1.3-2.2 MB).
+    and sensor grain: the PNG lands near 2 bytes per pixel (2.14 MB at 1024x1024, 3.2 MB at
+    1536x1024) and a JPEG at quality 80 near 0.17 bytes per pixel, as camera pictures and
+    real model outputs do (a 1024x1024 gpt-image PNG is typically 1.3-2.5 MB).
     """
     from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
@@ -364,7 +364,7 @@ def photo_like_png(width: int, height: int, seed: int = 1) -> bytes:
     fields = fields.filter(ImageFilter.GaussianBlur(2))
     texture = noise_rgb(max(width // 8, 1), max(height // 8, 1)).resize((width, height), Image.Resampling.BICUBIC)
     picture = Image.blend(fields, texture, 0.2)
-    grain = Image.effect_noise((width, height), 4).convert("RGB")
+    grain = Image.effect_noise((width, height), 7).convert("RGB")
     picture = ImageChops.add(picture, grain, scale=1.0, offset=-128)
     out = io.BytesIO()
     picture.save(out, "PNG")
@@ -389,7 +389,8 @@ def fixed_image_app(images_by_size: dict[str, bytes], latency: float = 0.0) -> A
     """An OpenAI-images-style upstream whose generations are the given PNG (per size), n times.
 
     Used to measure results with realistic image content; it checks nothing. The last JSON
-    body it received is ``app.state.last_body`` (a benchmark's floor re-sends it). ``latency``:
+    body it received is ``app.state.last_body`` (a benchmark's floor re-sends it), the last
+    answer ``app.state.last_answer``. ``latency``:
     seconds every answer waits, like a real model at work.
     """
     import base64
@@ -415,10 +416,12 @@ def fixed_image_app(images_by_size: dict[str, bytes], latency: float = 0.0) -> A
         if latency:
             await anyio.sleep(latency)
         data = answer_for(body.get("size") or "1024x1024", int(body.get("n") or 1), body.get("quality") or "medium")
+        request.app.state.last_answer = data
         return Response(data, media_type="application/json")
 
     app = Starlette(routes=[Route("/v1/images/generations", generations, methods=["POST"])])
     app.state.last_body = {}
+    app.state.last_answer = b""
     return app
 
 
@@ -441,7 +444,7 @@ def _fixed_answer(b64: str, size: str, n: int, quality: str) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
+async def serve_app(app: Any, *, backlog: int = 128) -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port in this event loop; yield its /v1 base URL."""
     import anyio
     import uvicorn
@@ -454,7 +457,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock.listen(backlog)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, http="h11", lifespan="off", log_level="warning", access_log=False)
     server = _Quiet(config)

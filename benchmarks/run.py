@@ -7,7 +7,11 @@ and writes it to benchmarks/results/latest.md. Progress goes to stderr. Every fi
 median of repeated runs (interquartile range in the details) or a single measured size;
 "floor" is what the same work costs without mcp-images (see each figure's note).
 
-Figures:
+Figures (photo-like first: `photo.py`):
+  b. photo-like: per-call overhead over stdio (1024x1024 and 1536x1024) against a direct POST, and
+     the server's CPU per image against the floor of the same work done alone (JSON parse + base64
+     decode + write+fsync + PNG decode + resize + JPEG encode, same libraries);
+  g. photo-like: 200 concurrent calls over streamable HTTP against a 1 s upstream;
   a. cold start: spawn over stdio -> initialize -> tools/list answered, vs a one-tool MCPServer;
   b. per-call overhead of generate_image (n=1 and n=4, 1024x1024) over a direct POST to the same
      sandbox endpoint, through the in-memory client and over stdio;
@@ -15,6 +19,8 @@ Figures:
   d. peak RSS growth of the server (stdio subprocess) for an edit with 16 x 20 MB path inputs;
   e. tools/list size on the wire;
   f. server peak RSS after start-up and after five 1024x1024 generations.
+
+    uv run python benchmarks/run.py --only photo,g   # just some steps (names as in the summary line)
 
 Sizes: KB and MB are decimal (1000, 10^6); MiB is 2^20.
 """
@@ -33,6 +39,7 @@ from typing import Any
 
 import anyio
 import benchlib as bl
+import photo
 
 PROMPT = "a red fox in fresh snow, morning light"
 FLOOR_SERVER = textwrap.dedent(
@@ -89,11 +96,17 @@ class Plan:
     call_warmup: int
     edit_inputs: int
     edit_input_bytes: int
+    photo_pairs: int = 15
+    floor_runs: int = 15
+    http_calls: int = 200
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(quick, cold_runs=4, call_runs=8, call_warmup=1, edit_inputs=16, edit_input_bytes=20 * MB)
+            return cls(
+                quick, cold_runs=4, call_runs=8, call_warmup=1, edit_inputs=16, edit_input_bytes=20 * MB,
+                photo_pairs=6, floor_runs=6,
+            )  # fmt: skip
         return cls(quick, cold_runs=15, call_runs=30, call_warmup=3, edit_inputs=16, edit_input_bytes=20 * MB)
 
 
@@ -488,22 +501,35 @@ def render(report: Report, argv: list[str]) -> str:
     return "\n".join(parts)
 
 
-async def main_async(plan: Plan, argv: list[str]) -> str:
+async def photo_steps(plan: Plan, work: Path, report: Report, only: set[str] | None) -> None:
+    """The photo-like figures, first in the table: stdio against the floor, then HTTP at scale."""
+    floors = await photo.stdio_figures(
+        report, work, pairs=plan.photo_pairs, warmup=plan.call_warmup, floor_runs=plan.floor_runs
+    )
+    if only is None or "g" in only:
+        await photo.http_figure(report, work, floors["1024x1024"], calls=plan.http_calls)
+
+
+async def main_async(plan: Plan, argv: list[str], only: set[str] | None = None) -> str:
     report = Report()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mcp-images-bench-") as tmp:
         work = Path(tmp)
         took = []
-        for name, step in (
-            ("a", cold_start(plan, work, report)),
-            ("b+c", per_call(plan, work, report)),
-            ("c photo", photo_sizes(plan, work, report)),
-            ("d", edit_memory(plan, work, report)),
-            ("e", tools_list_size(work, report)),
-            ("f", rss_after_generations(plan, work, report)),
-        ):
+        steps = (
+            ("photo", lambda: photo_steps(plan, work, report, only)),
+            ("a", lambda: cold_start(plan, work, report)),
+            ("b+c", lambda: per_call(plan, work, report)),
+            ("c photo", lambda: photo_sizes(plan, work, report)),
+            ("d", lambda: edit_memory(plan, work, report)),
+            ("e", lambda: tools_list_size(work, report)),
+            ("f", lambda: rss_after_generations(plan, work, report)),
+        )
+        for name, step in steps:
+            if only is not None and name not in only and not (name == "photo" and "g" in only):
+                continue
             t0 = time.perf_counter()
-            await step
+            await step()
             took.append(f"{name} {time.perf_counter() - t0:.0f} s")
     report.note(
         f"whole run: {time.perf_counter() - started:.0f} s ({', '.join(took)}); load average at the end: {bl.load_average()}"
@@ -514,9 +540,11 @@ async def main_async(plan: Plan, argv: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description="mcp-images performance figures, measured in one run on this machine.")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
+    parser.add_argument("--only", help="comma-separated steps: photo, g, a, b+c, 'c photo', d, e, f")
     ns = parser.parse_args()
-    argv = ["benchmarks/run.py", *(["--quick"] if ns.quick else [])]
-    text = anyio.run(main_async, Plan.make(ns.quick), argv)
+    only = {s.strip() for s in ns.only.split(",")} if ns.only else None
+    argv = ["benchmarks/run.py", *(["--quick"] if ns.quick else []), *([f"--only '{ns.only}'"] if ns.only else [])]
+    text = anyio.run(main_async, Plan.make(ns.quick), argv, only)
     print(text)
     path = bl.save_report("latest.md", text)
     bl.say(f"written to {path}")
