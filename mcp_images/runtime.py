@@ -62,6 +62,9 @@ class Runtime:
         self.task_manager: TaskManager | None = None
         self.tasks_error: str | None = None
         self.tasks_ready = anyio.Event()
+        # Quieter start: with no task database yet, none is made (nor its folder) until a task needs one.
+        self.tasks_wanted = anyio.Event()
+        self.tasks_deferred = False
         # One bound for all image work in threads (decode, save, preview) across every call and
         # task: a hundred background tasks finishing together must not decode a hundred images at
         # once (measured: +159 MB peak unbounded, +25 MB with two threads, same wall time).
@@ -102,13 +105,15 @@ class Runtime:
         return BodySlot(self.answer_slots)
 
     async def tasks(self) -> TaskManager:
-        """The task manager, once the background start-up has opened its database.
+        """The task manager, once the background start-up has opened its database (asking for
+        it opens a database that was deferred at start-up).
 
         Raises:
             ConfigError: the task database could not be opened (the reason says why).
         """
         from mcp_images.errors import ConfigError
 
+        self.tasks_wanted.set()
         await self.tasks_ready.wait()
         if self.task_manager is None:
             raise ConfigError(self.tasks_error or "background tasks are not running (the server is stopping)")

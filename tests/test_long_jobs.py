@@ -243,3 +243,18 @@ async def test_ten_background_generations_are_all_collected_across_a_restart(tmp
         collected = [await second.call_tool("check_task", {"task_id": task_id}) for task_id in ids]
     paths = {Path(r.structured_content["images"][0]["path"]) for r in collected}
     assert len(paths) == 10 and all(p.is_file() for p in paths)
+
+
+async def test_no_folder_is_made_at_start_up_and_the_task_database_comes_with_the_first_task(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    settings = make_settings(tmp_path, sandbox.base_url)
+    async with Client(create_server(settings)) as client:
+        await client.list_tools()
+        await client.call_tool("estimate_cost", {"prompt": "a fox"})
+        unknown = await client.call_tool("check_task", {"task_id": "task-0123456789abcdef"})
+        assert unknown.is_error and "no task with id" in text_of(unknown)
+        assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the output nor the data folder
+        made = await client.call_tool("generate_image", {"prompt": "a fox", "quality": "low"})
+        assert not made.is_error, text_of(made)
+    assert (tmp_path / "data" / "tasks.sqlite3").is_file() and any((tmp_path / "out").iterdir())

@@ -203,8 +203,9 @@ async def test_a_task_database_locked_by_another_program_gives_a_clear_error_the
     tmp_path: Path, sandbox: Any, quick_busy_timeout: None
 ) -> None:
     settings = make_settings(tmp_path, sandbox.base_url)
-    async with Client(create_server(settings)) as client:
-        await client.call_tool("check_task", {"task_id": "task-0"})  # the database is open
+    server = create_server(settings)
+    async with Client(server) as client:
+        await server.runtime.tasks()  # the database is open (it is made on first use)
         other = sqlite3.connect(settings.resolved_data_dir / "tasks.sqlite3", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # holds the write lock, as an open editor would
         refused = await client.call_tool("generate_image", {"prompt": "x"})
@@ -222,8 +223,9 @@ async def test_a_job_whose_database_locks_midway_still_returns_its_image_and_rec
 ) -> None:
     monkeypatch.setattr(tasks, "HOUSEKEEPING_SECONDS", 0.05)
     settings = make_settings(tmp_path, sandbox.base_url)
-    async with Client(create_server(settings)) as client:
-        await client.call_tool("check_task", {"task_id": "task-0"})
+    server = create_server(settings)
+    async with Client(server) as client:
+        await server.runtime.tasks()  # the database is open (it is made on first use)
         other = sqlite3.connect(settings.resolved_data_dir / "tasks.sqlite3", isolation_level=None)
 
         async def lock_once_running() -> None:

@@ -52,8 +52,9 @@ async def test_other_tools_answer_promptly_while_a_task_write_waits_for_a_lock_a
     started: list[CallToolResult] = []
     estimates: list[CallToolResult] = []
     answered_in = float("inf")
-    async with Client(create_server(settings)) as client:
-        await client.call_tool("check_task", {"task_id": "task-0"})  # the database is open
+    server = create_server(settings)
+    async with Client(server) as client:
+        await server.runtime.tasks()  # the database is open (it is made on first use)
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 with locked(db):
@@ -83,8 +84,9 @@ async def test_a_lock_that_stays_ends_in_a_clear_error_naming_the_database_and_n
     monkeypatch.setattr(task_store, "LOCK_BACKOFF_SECONDS", 0.01)
     settings = make_settings(tmp_path, sandbox.base_url)
     db = settings.resolved_data_dir / "tasks.sqlite3"
-    async with Client(create_server(settings)) as client:
-        await client.call_tool("check_task", {"task_id": "task-0"})
+    server = create_server(settings)
+    async with Client(server) as client:
+        await server.runtime.tasks()  # the database is open (it is made on first use)
         with anyio.fail_after(5), locked(db):
             refused = await client.call_tool("generate_image", {"prompt": "a fox", "async": True})
     assert refused.is_error

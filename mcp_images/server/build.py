@@ -45,9 +45,8 @@ class ImagesServer(MCPServer[Any]):
         image_id = id_from_ref(str(uri)) if str(uri).startswith("images://") else None
         if image_id is None:
             return await super().read_resource(uri, context)
-        from mcp.server.mcpserver.exceptions import ResourceNotFoundError
-
         import anyio
+        from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
         # An S3-backed store may fetch the object first: never on the event loop.
         path = await anyio.to_thread.run_sync(self.runtime.store.find, image_id)
@@ -75,9 +74,17 @@ async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
     why meanwhile); a store this version cannot use is reported and not tried again.
     """
     from mcp_images.errors import ConfigError, TaskError
-    from mcp_images.tasks.choice import open_task_store
+    from mcp_images.tasks.choice import open_task_store, sqlite_path
     from mcp_images.tasks.manager import TaskManager
 
+    path = sqlite_path(rt.settings)
+    if path is not None and not path.exists() and rt.transport_kind == "stdio":
+        # Quieter start for one person: no folder, no file, until the first task. (A server for a
+        # team opens it at once, so /readyz can say the store is usable.)
+        rt.tasks_deferred = True
+        await _first_of(stop, rt.tasks_wanted)
+        if stop.is_set():
+            return
     while True:
         try:
             store = await open_task_store(rt.settings)
@@ -97,12 +104,24 @@ async def run_tasks(rt: Runtime, stop: anyio.Event) -> None:
     try:
         async with manager.running():
             manager.resume_provider_tasks(lambda record: _make_poller(rt, record))  # in the background
-            rt.task_manager, rt.tasks_error = manager, None
+            rt.task_manager, rt.tasks_error, rt.tasks_deferred = manager, None, False
             rt.tasks_ready.set()
             await stop.wait()
     finally:
         rt.task_manager = None
         await store.aclose()
+
+
+async def _first_of(*events: anyio.Event) -> None:
+    """Wait until any of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)
 
 
 def _make_poller(rt: Runtime, record: Any) -> Any:
@@ -133,8 +152,8 @@ def create_server(settings: Settings, *, http_client: Any = None, transport: str
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Runtime]:
         stop = anyio.Event()
-        rt.tasks_ready = anyio.Event()
-        rt.tasks_error = None
+        rt.tasks_ready, rt.tasks_wanted = anyio.Event(), anyio.Event()
+        rt.tasks_error, rt.tasks_deferred = None, False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_tasks, rt, stop)

@@ -21,7 +21,7 @@ from pydantic import ConfigDict
 
 from mcp_images.catalog.arguments import parse_arguments
 from mcp_images.catalog.parameters import Given
-from mcp_images.errors import ConfigError, McpImagesError, error_dict
+from mcp_images.errors import ConfigError, McpImagesError, TaskError, error_dict
 from mcp_images.identity import identity_of
 from mcp_images.runtime import Runtime
 from mcp_images.server import results
@@ -199,6 +199,8 @@ async def _dispatch(
 
 
 async def _check_task(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> CallToolResult:
+    if rt.tasks_deferred:  # no task database yet: no task can be in it, and reading makes none
+        raise TaskError(f"no task with id {given.get('task_id')} (unknown: no task was ever started here)")
     manager = await rt.tasks()
     wait = float(given.get("wait_seconds", 0))
     record = await manager.wait(given.get("task_id"), wait, send=ctx.report_progress, identity=identity_of(ctx))
