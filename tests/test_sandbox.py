@@ -643,3 +643,12 @@ def test_run_prints_the_listening_line_first() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=GUARD)
+
+
+@pytest.mark.anyio
+async def test_the_sandbox_lists_its_models_for_a_good_key_and_refuses_a_bad_one(sandbox: Any) -> None:
+    async with httpx2.AsyncClient(base_url=sandbox.base_url) as http:
+        good = await http.get("/models", headers={"Authorization": "Bearer sk-anything"})
+        bad = await http.get("/models", headers={"Authorization": "Bearer sk-sandbox-bad"})
+    assert good.status_code == 200 and "gpt-image-2.5-sunburst" in {m["id"] for m in good.json()["data"]}
+    assert bad.status_code == 401

@@ -326,6 +326,20 @@ class RecordRequests:
         await self.app(scope, receive, send_stamped)
 
 
+def _models_route(path: str, provider: Provider) -> Route:
+    """``GET {base}/models``: the catalog's model names, as OpenAI lists models (the cheap,
+    authenticated request `mcp-images doctor` makes; 401 for a missing or refused key)."""
+
+    async def endpoint(request: Request) -> Response:
+        from mcp_images.catalog.models import load_catalog
+
+        _check_auth(request, provider)
+        data = [{"id": name, "object": "model", "owned_by": "sandbox"} for name in load_catalog().names()]
+        return JSONResponse({"object": "list", "data": data})
+
+    return Route(path, endpoint, methods=["GET"])
+
+
 def create_app(
     *,
     latency: float = 0.0,
@@ -353,9 +367,11 @@ def create_app(
     for prefix, provider in (("/v1", OPENAI), ("/302ai/v1", AI302), ("/yescale/v1", YESCALE)):
         routes.append(_images_route(f"{prefix}/images/generations", "generation", provider))
         routes.append(_images_route(f"{prefix}/images/edits", "edit", provider))
+        routes.append(_models_route(f"{prefix}/models", provider))
     azure = "/azure/openai/deployments/{deployment}/images"
     routes.append(_images_route(f"{azure}/generations", "generation", AZURE))
     routes.append(_images_route(f"{azure}/edits", "edit", AZURE))
+    routes.append(_models_route("/azure/openai/models", AZURE))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RecordRequests, state=state)],
