@@ -265,3 +265,19 @@ async def test_with_nowhere_to_keep_them_two_failed_saves_are_one_clear_error(tm
     error = result.structured_content["error"]
     assert result.is_error and error["type"] == "ConfigError"
     assert "internal error" not in error["message"].lower() and "could not be saved" in error["message"]
+
+
+async def test_a_corrupt_task_database_is_named_and_a_synchronous_call_still_delivers(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "tasks.sqlite3").write_bytes(b"SQLite format 3\x00" + b"\xde\xad\xbe\xef" * 4096)
+    async with Client(create_server(make_settings(tmp_path, sandbox.base_url))) as client:
+        made = await client.call_tool("generate_image", {"prompt": "a fox", "quality": "low"})
+        later = await client.call_tool("generate_image", {"prompt": "a fox", "async": True})
+    text = "\n".join(getattr(b, "text", "") for b in made.content)
+    assert not made.is_error, text  # the image is delivered without a task record
+    assert len(made.structured_content["images"]) == 1
+    assert later.is_error and "internal error" not in later.structured_content["error"]["message"].lower()
+    assert "tasks.sqlite3" in later.structured_content["error"]["message"]
