@@ -34,6 +34,10 @@ from typing import Self
 class McpImagesError(Exception):
     """Base class for every error this package raises on purpose."""
 
+    # What the call cost when it failed after the upstream billed it (a pricing.CostBreakdown),
+    # so the spending ledger records the real figure, not the estimate.
+    cost: object = None
+
     @property
     def plain(self) -> str:
         """The message alone (an upstream error's status and ids are shown beside it)."""

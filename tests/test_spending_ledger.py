@@ -141,3 +141,24 @@ async def test_an_unknown_spending_period_is_not_found(client: Client) -> None:
 
     with pytest.raises(MCPError, match="no spending period"):
         await client.read_resource("spending://yesterday")
+
+
+@pytest.mark.anyio
+async def test_a_call_billed_then_lost_on_saving_is_recorded_at_its_real_cost_not_the_estimate(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    settings = make_settings(tmp_path, sandbox.base_url, daily_budget=5.0, max_retries=0)
+    server = create_server(settings)
+    server.runtime.store.kept_dirs = []  # nowhere to keep it: the save fails after the answer
+    async with Client(server) as client:
+        out = tmp_path / "out"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        server.runtime.store.output_dir = out / "gone"
+        out.write_text("a file where the output folder should be")
+        server.runtime.store.check_writable = lambda: None  # type: ignore[method-assign]  # it passed the check earlier
+        failed = await client.call_tool("generate_image", {"prompt": "a fox", "quality": "high"})
+        view = await spending(client)
+    assert failed.is_error
+    row = view["calls"][0]
+    assert row["billed"] == "yes" and row["actual_usd"] is not None
+    assert row["actual_usd"] == pytest.approx(0.211, abs=0.01)  # the usage the sandbox reported, priced

@@ -201,7 +201,12 @@ async def finish(
     if any(d.url and not d.b64_json for d in response.data):
         await progress.phase("downloading")
     await progress.phase("saving")
-    images, failures = await _save_all(rt, params, response)
+    try:
+        images, failures = await _save_all(rt, params, response)
+    except McpImagesError as exc:
+        # The answer was in, so it was billed: the ledger records what it cost.
+        exc.cost = _cost(rt, params, spec, response.usage, len(response.data), input_sizes or [], edit)
+        raise
     asked = params.n or 1
     if len(response.data) < asked:
         warnings = [*warnings, f"the upstream sent {len(response.data)} of the {asked} images asked for"]
