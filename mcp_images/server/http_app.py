@@ -149,6 +149,7 @@ def build_http_app(server: Any, *, host: str) -> HttpApp:
     app = server._lowlevel_server.streamable_http_app(  # pyright: ignore[reportPrivateUsage]
         streamable_http_path=MCP_PATH,
         max_request_body_size=settings.http_max_body_bytes,
+        stateless_http=rt.stateless,  # --stateless: no Mcp-Session-Id, any replica answers any request
         transport_security=security,
         host=host.strip("[]"),
         auth=auth.settings if auth else None,
