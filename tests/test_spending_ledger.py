@@ -162,3 +162,20 @@ async def test_a_call_billed_then_lost_on_saving_is_recorded_at_its_real_cost_no
     row = view["calls"][0]
     assert row["billed"] == "yes" and row["actual_usd"] is not None
     assert row["actual_usd"] == pytest.approx(0.211, abs=0.01)  # the usage the sandbox reported, priced
+
+
+@pytest.mark.anyio
+async def test_with_no_spending_setting_each_call_is_recorded_settled_with_its_task(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    settings = make_settings(tmp_path, sandbox.base_url, max_retries=0)
+    async with Client(create_server(settings)) as client:
+        made = await client.call_tool("generate_image", MEDIUM)
+        failed = await client.call_tool("generate_image", {**MEDIUM, "prompt": "[sandbox:500] a fox"})
+        view = await spending(client)
+    assert not made.is_error and failed.is_error
+    ok, bad = sorted(view["calls"], key=lambda row: row["id"])
+    assert (ok["status"], ok["billed"], bad["status"], bad["billed"]) == ("succeeded", "yes", "failed", "no")
+    assert ok["actual_usd"] == pytest.approx(cost_of(made)) and ok["estimate_usd"] is not None
+    assert ok["task_id"].startswith("task-") and bad["task_id"].startswith("task-") and ok["finished_at"]
+    assert view["day"]["calls"] == 2 and view["day"]["held"] == 0

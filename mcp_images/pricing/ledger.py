@@ -1,9 +1,11 @@
 """The spending ledger: one row per upstream call, what it was estimated at and what it cost.
 
-A row is written (*reserved*) before the call goes out, holding its estimate, and *settled*
-when the call ends: succeeded (its cost from the upstream's usage), failed or cancelled
-(billed or not, or unknown: see `guard.settle_failure`). A row is never deleted, so a call
-that failed after it was billed still counts. ``charged_usd`` is what a row holds against the
+Under a budget or a per-call limit a row is written (*reserved*) before the call goes out,
+holding its estimate, and *settled* when the call ends (with its task id, in the same write):
+succeeded (its cost from the upstream's usage), failed or cancelled (billed or not, or
+unknown: see `guard.settle_failure`). With no spending setting nothing needs the estimate
+held, so the row is written once, *recorded* settled when the call ends. A row is never
+deleted, so a call that failed after it was billed still counts. ``charged_usd`` is what a row holds against the
 day's budget: the estimate while running or when the cost is unknown, the cost once known.
 
 `Ledger` is the seam: `SqliteLedger` keeps the rows in ``<data_dir>/spending.sqlite3`` (a file
@@ -146,8 +148,8 @@ class Ledger(Protocol):
     """What the guard and the spending view need of a ledger; ``scope`` None: every identity."""
 
     async def reserve(self, call: NewCall, *, scope: str | None, admit: Admit) -> int: ...
-    async def attach_task(self, row_id: int, task_id: str) -> None: ...
-    async def settle(self, row_id: int, settlement: Settlement) -> None: ...
+    async def settle(self, row_id: int, settlement: Settlement, *, task_id: str | None = None) -> None: ...
+    async def record(self, call: NewCall, settlement: Settlement, *, task_id: str | None = None) -> int: ...
     async def totals(self, *, period: str, scope: str | None, by_model: bool = False) -> dict[str, Totals]: ...
     async def rows(self, *, period: str, scope: str | None, limit: int = 100) -> list[LedgerRow]: ...
     async def close(self) -> None: ...
@@ -238,15 +240,13 @@ class SqliteLedger:
         """
         return await self._call(self._reserve, call, scope, admit)
 
-    async def attach_task(self, row_id: int, task_id: str) -> None:
-        await self._call(self._run, "UPDATE ledger SET task_id = ? WHERE id = ?", (task_id, row_id))
-
-    async def settle(self, row_id: int, settlement: Settlement) -> None:
+    async def settle(self, row_id: int, settlement: Settlement, *, task_id: str | None = None) -> None:
+        """How a reserved call ended, and (if given) the task that ran it: one write."""
         s = settlement
         await self._call(
             self._run,
             "UPDATE ledger SET status = ?, billed = ?, actual_usd = ?, charged_usd = ?, note = ?, "
-            "request_id = COALESCE(?, request_id), finished_at = ? WHERE id = ?",
+            "request_id = COALESCE(?, request_id), task_id = COALESCE(?, task_id), finished_at = ? WHERE id = ?",
             (
                 s.status,
                 s.billed,
@@ -254,10 +254,23 @@ class SqliteLedger:
                 _cents(s.charged_usd),
                 s.note,
                 s.request_id,
+                task_id,
                 time.time(),
                 row_id,
             ),
         )
+
+    async def record(self, call: NewCall, settlement: Settlement, *, task_id: str | None = None) -> int:
+        """A call that ended and was never reserved (no spending setting held it): one insert."""
+        s = settlement
+        values = (
+            call.created_at, call.day, call.month, call.identity, call.tool, call.model, call.size,
+            call.quality, call.n, _cents(call.estimate_usd), call.currency, s.status, s.billed,
+            _cents(s.actual_usd), _cents(s.charged_usd), task_id, s.request_id, s.note, time.time(),
+        )  # fmt: skip
+        sql = f"INSERT INTO ledger ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * len(values))}) RETURNING id"
+        found = await self._call(self._run, sql, values)
+        return int(found[0][0])
 
     async def totals(self, *, period: str, scope: str | None, by_model: bool = False) -> dict[str, Totals]:
         """The period's totals, under ``""`` (or by model)."""

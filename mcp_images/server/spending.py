@@ -3,7 +3,9 @@
 `admit` runs after the one validation path and before any task or request: it prices the call
 (`work.estimates`), refuses what breaks the per-call limit or today's budget, asks the person
 about a call above the confirmation threshold, and reserves its estimate in the ledger
-(`pricing.ledger`, atomically). `Admission.run` runs the job and settles its row.
+(`pricing.ledger`, atomically). `Admission.run` runs the job and settles its row (with its task
+id, one write). With no spending setting nothing is reserved: the row is written once, settled,
+when the call ends.
 
 Asking the person is MCP elicitation (a form: the estimate, the arguments behind it, yes/no):
 on 2025-11-25 and earlier a request sent to the client in the middle of the call; on
@@ -112,10 +114,15 @@ def refusal(exc: SpendingRefused) -> CallToolResult:
 
 
 class Admission:
-    """A call let through: its reservation, settled by `run` with what it really cost."""
+    """A call let through: its reservation (``row``), settled by `run` with what it really cost;
+    or, with nothing reserved, the row to write once it ended (``pending``)."""
 
-    def __init__(self, rt: Runtime, ask: Ask, limits: Limits, scope: str | None, row: int | None) -> None:
+    def __init__(
+        self, rt: Runtime, ask: Ask, limits: Limits, scope: str | None, row: int | None, pending: NewCall | None = None
+    ) -> None:
         self.rt, self.ask, self.limits, self.scope, self.row = rt, ask, limits, scope, row
+        self.pending = pending
+        self.task_id: str | None = None
         self.started = False
 
     async def run(
@@ -123,8 +130,7 @@ class Admission:
     ) -> Outcome:
         """Run ``work`` and settle the row: its cost, or whether a failure was billed."""
         self.started = True
-        if self.row is not None and handle is not None:
-            await self._write(lambda ledger, row: ledger.attach_task(row, handle.task_id))
+        self.task_id = getattr(handle, "task_id", None)
         try:
             outcome = await work()
         except BaseException as exc:
@@ -151,13 +157,16 @@ class Admission:
     async def _settle(self, settlement: Settlement) -> None:
         # An upstream may echo the key in an error or a request id: the row keeps neither.
         kept = replace(settlement, note=self.rt.scrub(settlement.note), request_id=self.rt.scrub(settlement.request_id))
-        await self._write(lambda ledger, row: ledger.settle(row, kept))
-
-    async def _write(self, op: Callable[[Ledger, int], Awaitable[None]]) -> None:
+        if self.pending is not None:
+            try:
+                await (await ledger_of(self.rt)).record(self.pending, kept, task_id=self.task_id)
+            except LedgerError:
+                logger.exception("spending ledger unavailable, call not recorded")
+            return
         if self.row is None:
             return
         try:
-            await op(await ledger_of(self.rt), self.row)
+            await (await ledger_of(self.rt)).settle(self.row, kept, task_id=self.task_id)
         except LedgerError:  # the call itself is done; the row keeps its estimate, which still counts
             logger.exception("spending ledger: row %s not updated", self.row)
 
@@ -198,6 +207,8 @@ async def admit(
             asked = await _confirm(rt, ctx, ask, given, limits, scope)
             if asked is not None:
                 return asked
+        if not guarded:  # nothing to hold against: the row is written once, when the call ends
+            return Admission(rt, ask, limits, scope, None, pending=_new_call(ask, identity_of(ctx), now))
         row = await _reserve(rt, ask, limits, scope, identity_of(ctx), now, required=guarded)
     except SpendingRefused as exc:
         logger.info("%s refused by the spending guard: %s", call.tool, exc.reason)
@@ -229,18 +240,21 @@ async def _reserve(
     def admit_now(committed: float) -> None:
         guard.check_limits(limits, ask, committed=committed, now=now)
 
-    row = NewCall(
-        identity=identity, tool=ask.tool, model=ask.model, n=ask.n, size=ask.size, quality=ask.quality,
-        estimate_usd=ask.estimate, currency=ask.currency, day=guard.day_of(now), month=guard.month_of(now),
-        created_at=now,
-    )  # fmt: skip
     try:
-        return await (await ledger_of(rt)).reserve(row, scope=scope, admit=admit_now)
+        return await (await ledger_of(rt)).reserve(_new_call(ask, identity, now), scope=scope, admit=admit_now)
     except LedgerError as exc:
         if required:
             raise _unreadable(exc) from exc
         logger.warning("spending ledger unavailable, call not recorded: %s", exc)
         return None
+
+
+def _new_call(ask: Ask, identity: str, now: float) -> NewCall:
+    return NewCall(
+        identity=identity, tool=ask.tool, model=ask.model, n=ask.n, size=ask.size, quality=ask.quality,
+        estimate_usd=ask.estimate, currency=ask.currency, day=guard.day_of(now), month=guard.month_of(now),
+        created_at=now,
+    )  # fmt: skip
 
 
 # --- asking the person ---------------------------------------------------------------------
