@@ -512,3 +512,22 @@ async def test_a_client_that_went_away_does_not_stop_the_job(db: Path) -> None:
             done = await manager.run_attached("generate_image", {}, job, send=send, handoff_after=5)
     assert done.status == "succeeded"
     assert done.progress == ["partial image 1 saved: images://0123456789ab"]
+
+
+@pytest.mark.anyio
+async def test_a_job_that_ends_quickly_is_stored_with_its_last_phase_and_every_note(db: Path) -> None:
+    async def job(progress: Progress, handle: TaskHandle) -> dict[str, Any]:
+        await progress.phase("generating")
+        await progress.phase("saving")  # within the second: goes in with the outcome
+        await progress.note("partial image 1 saved: images://0123456789ab")
+        await progress.phase("pricing")
+        return {"ok": True}
+
+    with anyio.fail_after(5):
+        async with server(db) as manager:
+            finished = await manager.run_attached("generate_image", {}, job, send=None, handoff_after=None)
+        async with server(db) as restarted:
+            stored = await restarted.get(finished.id)
+    assert finished.status == stored.status == "succeeded" and stored.result == {"ok": True}
+    assert finished.phase == stored.phase == "pricing"
+    assert stored.progress == ["partial image 1 saved: images://0123456789ab"]

@@ -45,7 +45,7 @@ from mcp_images.work.progress import Progress, Send
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 7 * 86400
-PROGRESS_WRITE_SECONDS = 1.0  # heartbeats touch the record at most this often
+PROGRESS_WRITE_SECONDS = 1.0  # progress touches the record at most this often (the first at once)
 PROGRESS_RETRY_SECONDS = 10.0  # after a refused progress write (each waits out the lock retries)
 HOUSEKEEPING_SECONDS = 10.0  # owner heartbeat, orphan sweep, expiry
 OWNER_STALE_SECONDS = 120.0  # an owner silent this long is gone (generous: a busy loop is not death)
@@ -92,6 +92,7 @@ class _Live:
     last_written: tuple[str, list[str]] | None = None
     last_write_at: float = 0.0
     no_writes_until: float = 0.0  # after a refused progress write
+    record: TaskRecord | None = None  # the finished record as its outcome's write returned it
 
 
 class TaskManager:
@@ -297,6 +298,8 @@ class TaskManager:
             raise
         finally:
             _detach(live, send)
+        if live.record is not None and live.record.finished:  # as the outcome's write just read it back
+            return live.record
         return await self.get(record.id)
 
     async def cancel(self, task_id: str) -> TaskRecord:
@@ -326,9 +329,9 @@ class TaskManager:
     async def _run(self, live: _Live, job: Job) -> None:
         try:
             with live.scope:
-                fields = await self._execute(live, job)
+                fields = await self._execute(live, job) | self._unwritten_progress(live)
                 with anyio.CancelScope(shield=True):  # the outcome is in: a late cancel must not lose it
-                    await self._writes.finish(live.task_id, **fields)
+                    live.record = await self._writes.finish(live.task_id, **fields)
         finally:
             self._live.pop(live.task_id, None)
             live.done.set()
@@ -382,14 +385,18 @@ class TaskManager:
                 _detach(live, send)  # that client went away; the job goes on
 
     async def _record_progress(self, live: _Live) -> None:
-        """Store phase and notes: changes at once, heartbeats at most once a second."""
+        """Store phase and notes: the first phase and every new note at once, then a phase
+        change or a heartbeat at most once a second (a phase entered sooner waits for the next
+        write, or goes in with the outcome: a call that ends within the second writes its
+        record three times in all, made, running and finished, besides its notes)."""
         if live.progress is None:
             return
         state = (live.progress.phase_name, list(live.progress.events))
         now = time.monotonic()
         if now < live.no_writes_until:
             return
-        if state == live.last_written and now - live.last_write_at < PROGRESS_WRITE_SECONDS:
+        last = live.last_written
+        if last is not None and state[1] == last[1] and now - live.last_write_at < PROGRESS_WRITE_SECONDS:
             return
         try:
             record = await self._store.update(live.task_id, phase=state[0], progress=state[1])
@@ -401,6 +408,14 @@ class TaskManager:
         if record.finished:  # another server cancelled it (or gave it up): stop, keep its verdict
             live.cancel_requested = True
             live.scope.cancel()
+
+    @staticmethod
+    def _unwritten_progress(live: _Live) -> dict[str, Any]:
+        """Phase and notes the record does not hold yet, to go in with the outcome."""
+        if live.progress is None:
+            return {}
+        state = (live.progress.phase_name, list(live.progress.events))
+        return {} if state == live.last_written else {"phase": state[0], "progress": state[1]}
 
     # -- owners, orphans, expiry -------------------------------------------------------
 

@@ -94,14 +94,16 @@ class DeferredWrites:
         self.keep(task_id, **fields)
         await self.write_kept(task_id)
 
-    async def finish(self, task_id: str, status: TaskStatus, **fields: Any) -> None:
-        """Write a job's outcome (after any fields still queued for it), or keep it for later."""
+    async def finish(self, task_id: str, status: TaskStatus, **fields: Any) -> TaskRecord | None:
+        """Write a job's outcome (after any fields still queued for it), or keep it for later;
+        the record as it now stands, or None when the outcome was kept."""
         try:
             await self._flush_one(task_id)  # a provider id waiting to be written goes first
-            await self._store.finish(task_id, status, **fields)
+            return await self._store.finish(task_id, status, **fields)
         except TaskError:
             logger.exception("task %s: could not record its outcome yet; kept until the database takes it", task_id)
             self._outcomes[task_id] = {"status": status, "finished_at": time.time(), **fields}
+            return None
 
     def queued(self, task_id: str, name: str) -> Any:
         """A field queued for the task's record and not written yet, or None."""
