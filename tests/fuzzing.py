@@ -29,6 +29,7 @@ OUR_ERRORS = frozenset(
         "NotFoundError",
         "ModerationError",
         "UpstreamError",
+        "SpendingRefused",
     }
 )
 HOSTILE = [
