@@ -73,6 +73,11 @@ logger = logging.getLogger(__name__)
 # base64 is ~35 MB, so this leaves room, while a hostile or broken answer cannot fill memory.
 MAX_ANSWER_BYTES = 96 * 1024 * 1024
 MAX_IMAGES_PER_CALL = 10  # a polled job's answer: the size of the job is not known here
+# How much one read of an answer's body may take off the socket. httpcore reads 64 KiB at a
+# time, each read a timeout scope and an event-loop turn: 45 of them for a 1024x1024 photo's
+# 2.9 MB answer. At 1 MiB a read takes what the event loop has buffered (up to 256 KiB): 12
+# reads, ~2-3 ms less CPU per such answer (measured, benchmarks/README.md).
+BODY_READ_BYTES = 1024 * 1024
 
 
 OnUnavailable = Callable[[UpstreamError], Awaitable[None]]
@@ -362,6 +367,7 @@ class ImagesAPI:
                 image may be made and billed, and the message says so (no retry here).
         """
         limit = max(images, 1) * MAX_ANSWER_BYTES
+        _read_big_chunks()
         body = bytearray(_expected_length(response, limit))
         size = 0
         try:
@@ -412,6 +418,16 @@ async def _unavailable(error: UpstreamError, on_unavailable: OnUnavailable | Non
     if on_unavailable is None:
         raise error
     await on_unavailable(error)
+
+
+def _read_big_chunks() -> None:
+    """Let httpcore's HTTP/1.1 connections read up to `BODY_READ_BYTES` at a time (its
+    ``READ_NUM_BYTES``, a class setting: a read returns what has arrived, never waits for more)."""
+    import httpcore2
+
+    connection = getattr(httpcore2, "AsyncHTTP11Connection", None)
+    if connection is not None and getattr(connection, "READ_NUM_BYTES", BODY_READ_BYTES) < BODY_READ_BYTES:
+        connection.READ_NUM_BYTES = BODY_READ_BYTES
 
 
 def _expected_length(response: httpx2.Response, limit: int) -> int:
