@@ -64,7 +64,8 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 
 @asynccontextmanager
 async def stateless_replica(settings: Any, *, stateless: bool = True) -> AsyncIterator[Served]:
-    """mcp-images's whole HTTP app, as ``mcp-images --transport http --stateless`` builds it."""
+    """mcp-images's whole HTTP app, as ``mcp-images --transport http --stateless`` builds it,
+    once its task store has opened (or failed to: ``tasks_error``)."""
     from mcp_images.server.build import create_server
 
     server = create_server(settings, transport="http")
@@ -74,7 +75,6 @@ async def stateless_replica(settings: Any, *, stateless: bool = True) -> AsyncIt
         with anyio.fail_after(TIMEOUT):  # the task database opens in the background
             while built.runtime.task_manager is None and built.runtime.tasks_error is None:
                 await anyio.sleep(0.01)
-        assert built.runtime.task_manager is not None, built.runtime.tasks_error
         yield Served(port, uv, built)
 
 
@@ -90,6 +90,7 @@ async def two_replicas(
             )
             for n in range(2)
         ]
+        assert all(s.built.runtime.task_manager is not None for s in served)
         yield served, RoundRobin([s.port for s in served])
 
 

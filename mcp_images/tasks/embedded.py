@@ -45,6 +45,9 @@ class EmbeddedTaskStore(AsyncTaskStore):
     async def watch(self, task_id: str) -> AsyncIterator[ChangeWatch]:
         yield _Poll()
 
+    async def ping(self, timeout: float) -> None:
+        """The file is open in this process: it answers (a lock held elsewhere delays only writes)."""
+
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.store.close)

@@ -241,6 +241,10 @@ class TaskManager:
             record = record.model_copy(update=outcome)
         return record
 
+    async def ping(self, timeout: float) -> None:
+        """For ``/readyz``: raises TaskError unless the task store answers within ``timeout`` s."""
+        await self._store.ping(timeout)
+
     async def wait(
         self, task_id: str, timeout: float, *, send: Send | None = None, identity: str | None = None
     ) -> TaskRecord:

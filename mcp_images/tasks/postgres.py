@@ -245,6 +245,17 @@ class PostgresTaskStore:
         finally:
             self._listener.remove(watch, task_id)
 
+    async def ping(self, timeout: float) -> None:
+        """A ``SELECT 1`` through the pool, all of it (a connection, the answer) within ``timeout``."""
+        import asyncpg
+
+        try:
+            with anyio.fail_after(timeout):
+                async with self._pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise TaskError(_unusable(self.where, exc, self._password)) from exc
+
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await self._listener.aclose()

@@ -62,6 +62,10 @@ class TaskStoreSeam(Protocol):
         """Watch a record: open the watch before reading it, so no change is missed between."""
         ...
 
+    async def ping(self, timeout: float) -> None:
+        """For readiness: raises TaskError unless the store answers within ``timeout`` seconds."""
+        ...
+
     async def aclose(self) -> None: ...
 
     @property
