@@ -473,6 +473,54 @@ async def serve_app(app: Any, *, backlog: int = 128) -> AsyncIterator[str]:
     sock.close()
 
 
+@contextlib.contextmanager
+def fixed_upstream_process(images_by_size: dict[str, bytes], workdir: Path, latency: float = 0.0) -> Iterator[Any]:
+    """`fixed_image_app` served by a process of its own (``python benchmarks/benchlib.py
+    --fixed-upstream``): many clients in this process then do not share an event loop with it.
+    Yields an object with ``base_url`` and ``pid`` (its CPU: `proc_cpu_seconds`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = []
+    for size, data in images_by_size.items():
+        path = workdir / f"upstream-{size}.png"
+        path.write_bytes(data)
+        args += [size, str(path)]
+    cmd = [sys.executable, str(Path(__file__)), "--fixed-upstream", str(latency), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith(SANDBOX_READY_PREFIX):
+            raise RuntimeError("the fixed-answer upstream did not start")
+        yield SandboxProcess(proc, line[len(SANDBOX_READY_PREFIX) :].strip())
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _fixed_upstream_main(argv: list[str]) -> None:
+    """``benchlib.py --fixed-upstream LATENCY SIZE PNG [SIZE PNG ...]``: serve until terminated."""
+    import signal
+
+    import anyio
+
+    latency, pairs = float(argv[0]), argv[1:]
+    images = {pairs[i]: Path(pairs[i + 1]).read_bytes() for i in range(0, len(pairs), 2)}
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+    async def serve() -> None:
+        async with serve_app(fixed_image_app(images, latency=latency), backlog=1024) as url:
+            sys.stdout.write(f"{SANDBOX_READY_PREFIX}{url}\n")
+            sys.stdout.flush()
+            await anyio.sleep_forever()
+
+    anyio.run(serve)
+
+
 # --- timing ---------------------------------------------------------------------------------
 
 
@@ -481,3 +529,8 @@ async def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = await fn()
     return time.perf_counter() - t0, out
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--fixed-upstream"]:
+        _fixed_upstream_main(sys.argv[2:])
