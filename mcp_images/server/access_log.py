@@ -96,4 +96,4 @@ class CallGate:
         }
         logger.info("%s", access_line(fields, json_format=self.json_format))
         if self.telemetry is not None:
-            self.telemetry.record_call(tool=tool, status=status, seconds=seconds, cost_usd=usd)
+            self.telemetry.record_call(tool=tool, status=status, seconds=seconds, cost_usd=usd, result=result)

@@ -43,10 +43,10 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             raise
         status = response.status_code
 
-        def done() -> None:
+        def done(failure: BaseException | None = None) -> None:
             self._slots.release_on_behalf_of(token)
             if span is not None:
-                span.finish(status)
+                span.finish(status, failure)
 
         if isinstance(response.stream, httpx2.ByteStream):  # already in memory (a mock): nothing in flight
             done()
@@ -59,15 +59,21 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
 
 
 class _ReleasingStream(httpx2.AsyncByteStream):
-    """A response body that calls ``release`` once, when it is closed."""
+    """A response body that calls ``release`` once, when it is closed (with the error that broke
+    reading it, if one did)."""
 
-    def __init__(self, inner: Any, release: Callable[[], None]) -> None:
+    def __init__(self, inner: Any, release: Callable[[BaseException | None], None]) -> None:
         self._inner = inner
-        self._release: Callable[[], None] | None = release
+        self._release: Callable[[BaseException | None], None] | None = release
+        self._failure: BaseException | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except Exception as exc:
+            self._failure = exc
+            raise
 
     async def aclose(self) -> None:
         try:
@@ -75,4 +81,4 @@ class _ReleasingStream(httpx2.AsyncByteStream):
         finally:
             release, self._release = self._release, None
             if release is not None:
-                release()
+                release(self._failure)
