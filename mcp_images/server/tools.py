@@ -198,8 +198,17 @@ async def _dispatch(
     return results.task_result(record)
 
 
+def _task_database_exists(rt: Runtime) -> bool:
+    """Whether the (deferred) SQLite task database exists now: another server over the same
+    folder may have made it since this one started."""
+    from mcp_images.tasks.choice import sqlite_path
+
+    path = sqlite_path(rt.settings)
+    return path is None or path.exists()
+
+
 async def _check_task(rt: Runtime, given: Given, ctx: Context[Any, Any]) -> CallToolResult:
-    if rt.tasks_deferred:  # no task database yet: no task can be in it, and reading makes none
+    if rt.tasks_deferred and not _task_database_exists(rt):  # none yet: no task in it; reading makes none
         raise TaskError(f"no task with id {given.get('task_id')} (unknown: no task was ever started here)")
     manager = await rt.tasks()
     wait = float(given.get("wait_seconds", 0))
