@@ -72,6 +72,16 @@ class ImageInfo:
     has_alpha: bool
     bytes: int
 
+    @classmethod
+    def of(cls, im: Image.Image, source: Path | bytes) -> ImageInfo:
+        """The facts of an opened image ``im`` read from ``source``.
+
+        Raises:
+            InputError: ``source`` is a file that is gone or cannot be read.
+        """
+        n_bytes = len(source) if isinstance(source, bytes) else _file_size(source)
+        return cls(format=format_name(im), width=im.width, height=im.height, has_alpha=has_alpha(im), bytes=n_bytes)
+
 
 def sniff_format(head: bytes) -> str | None:
     """Name an image format from its first bytes, or None.
@@ -122,15 +132,8 @@ def probe(source: Path | bytes, *, verify: bool = True) -> ImageInfo:
     Raises:
         InputError: the file cannot be read, or is not a complete image in a known format.
     """
-    n_bytes = len(source) if isinstance(source, bytes) else _file_size(source)
     with open_image(source) as im:
-        info = ImageInfo(
-            format=format_name(im),
-            width=im.width,
-            height=im.height,
-            has_alpha=has_alpha(im),
-            bytes=n_bytes,
-        )
+        info = ImageInfo.of(im, source)
         try:
             if verify:
                 im.verify()

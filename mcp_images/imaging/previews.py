@@ -23,8 +23,6 @@ from mcp_images.imaging.formats import (
     SNIFF_BYTES,
     ImageInfo,
     encode,
-    format_name,
-    has_alpha,
     load_pixels,
     lowest_value,
     normalise,
@@ -127,13 +125,7 @@ def make_preview(source: Path | bytes, *, max_b64_chars: int, max_side: int = 10
         source = _render_svg(source, max_side, max_pixels)
         return replace(make_preview(source, max_b64_chars=max_b64_chars, max_side=max_side), source=None)
     with open_image(source) as im:
-        info = ImageInfo(
-            format=format_name(im),
-            width=im.width,
-            height=im.height,
-            has_alpha=has_alpha(im),
-            bytes=len(source) if isinstance(source, bytes) else source.stat().st_size,
-        )
+        info = ImageInfo.of(im, source)
         # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale, still at least this size.
         im.draft(None, _fit(im.size, max_side, max_pixels))
         load_pixels(im, source)
