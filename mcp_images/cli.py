@@ -19,8 +19,6 @@ from typing import Any
 from mcp_images import __version__
 
 LOOPBACK_NAMES = {"localhost"}
-# Host names a local client may use to reach a loopback server; anything else is DNS rebinding.
-LOCAL_HOST_NAMES = ("127.0.0.1", "localhost", "[::1]")
 # Their request lines carry URLs (signed result URLs) and, at DEBUG, response headers.
 QUIET_LOGGERS = ("httpx2", "httpcore2")
 
@@ -40,24 +38,6 @@ def configure_logging(level: str) -> None:
     floor = max(logging.WARNING, logging.getLevelNamesMapping().get(level, logging.WARNING))
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(floor)
-
-
-def http_security(host: str) -> Any:
-    """DNS-rebinding protection for the HTTP transport, whatever loopback address it binds.
-
-    The SDK turns it on by itself only for exactly 127.0.0.1, localhost and ::1; bound to
-    127.0.0.2 or LOCALHOST it would accept any Host header, so a web page whose name
-    resolves to the address could call the tools.
-    """
-    from mcp.server.transport_security import TransportSecuritySettings
-
-    bare = host.strip("[]").lower()
-    names = dict.fromkeys([*LOCAL_HOST_NAMES, f"[{bare}]" if ":" in bare else bare])
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{name}:*" for name in names],
-        allowed_origins=[f"http://{name}:*" for name in names],
-    )
 
 
 def tcp_port(text: str) -> int:
@@ -162,7 +142,7 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
     if settings.api_key is None:
         log.warning("no API key: set MCP_IMAGES_API_KEY (or OPENAI_API_KEY); tools will say so when called")
     if ns.transport == "http":
-        return serve_http(server, host=ns.host, port=ns.port, max_body_bytes=settings.http_max_body_bytes)
+        return serve_http(server, host=ns.host, port=ns.port)
     else:
         server.run()
     return 0
@@ -174,7 +154,7 @@ def http_url(host: str, port: int) -> str:
     return f"http://{f'[{bare}]' if ':' in bare else bare}:{port}/mcp"
 
 
-def serve_http(server: Any, *, host: str, port: int, max_body_bytes: int) -> int:
+def serve_http(server: Any, *, host: str, port: int) -> int:
     """Serve ``server`` over streamable HTTP with uvicorn, behind the request body limit.
 
     What ``MCPServer.run("streamable-http")`` does, with the app wrapped: the SDK's own limit
