@@ -5,6 +5,8 @@
 #   source .ci/services.sh && services_start   # exports MCPI_TEST_DATABASE_URL
 #   services_stop                              # (.ci/run traps it on EXIT)
 #
+# MCPI_PG_OPTIONS adds server options (benchmarks/replicas.py: -c shared_preload_libraries=pg_stat_statements).
+#
 # Run on its own, `.ci/services.sh start` prints the export line and leaves the server running
 # until `.ci/services.sh stop`.
 
@@ -35,7 +37,7 @@ services_start() {
   echo "mcp-test-password" > "$dir/pw"
   _as_pg "$bin/initdb" -D "$dir/data" -U mcp --pwfile="$dir/pw" --auth=scram-sha-256 -E UTF8 >/dev/null
   _as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300 ${MCPI_PG_OPTIONS:-}" start >/dev/null
   PGPASSWORD=mcp-test-password "$bin/createdb" -h 127.0.0.1 -p "$port" -U mcp mcp_test
   export MCPI_PG_DIR="$dir" MCPI_PG_BIN="$bin"
   export MCPI_TEST_DATABASE_URL="postgresql://mcp:mcp-test-password@127.0.0.1:$port/mcp_test"
