@@ -29,6 +29,7 @@ import httpx2
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from photo import wait_listening
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -165,18 +166,6 @@ async def main(args: argparse.Namespace) -> None:
                 proc.terminate()
                 proc.wait(timeout=40)
                 upstream.should_exit = True
-
-
-async def wait_listening(port: int) -> None:
-    with anyio.fail_after(30):
-        while True:
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)
-            else:
-                await stream.aclose()
-                return
 
 
 def report(args: Any, alone_wall: float, alone: list[float], wall: float, times: list[float], errors: int,

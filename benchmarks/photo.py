@@ -267,7 +267,7 @@ async def http_figure(report: Any, work: Path, floor: Floor, *, calls: int, late
         cmd = [sys.executable, "-m", "mcp_images", "--transport", "http", "--port", str(port)]
         proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            await _wait_listening(port)
+            await wait_listening(port)
             cpu_srv0, cpu_up0 = bl.proc_cpu_seconds(proc.pid), bl.proc_cpu_seconds(upstream.pid)
             cpu_me0 = time.process_time()
             wall, errors, done = await _through_server(f"http://127.0.0.1:{port}/mcp", calls, sessions=10)
@@ -352,7 +352,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _wait_listening(port: int) -> None:
+async def wait_listening(port: int) -> None:
+    """Return once something accepts TCP connections on 127.0.0.1:``port`` (30 s at most)."""
     with anyio.fail_after(30):
         while True:
             try:
