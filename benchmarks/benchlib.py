@@ -240,13 +240,18 @@ class SandboxProcess:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen[Any], *, grace: float = 10.0) -> None:
+    """Stop ``proc`` if it still runs: SIGTERM, ``grace`` seconds to exit, then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
@@ -272,13 +277,7 @@ def sandbox_process(latency: float = 0.0) -> Iterator[SandboxProcess]:
             raise RuntimeError("the sandbox did not start (run `uv run mcp-images sandbox` to see why)")
         yield sandbox
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def server_env(base_url: str | None, workdir: Path, **extra: str) -> dict[str, str]:
@@ -493,13 +492,7 @@ def fixed_upstream_process(images_by_size: dict[str, bytes], workdir: Path, late
             raise RuntimeError("the fixed-answer upstream did not start")
         yield SandboxProcess(proc, line[len(SANDBOX_READY_PREFIX) :].strip())
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def _fixed_upstream_main(argv: list[str]) -> None:

@@ -132,12 +132,7 @@ def measure(limit_mb: int, size_mb: int, workdir: Path) -> list[Row]:
                 rows.append(Row(limit_mb, name, len(body) / MIB, status, seconds, before, peak))
                 bl.say(f"limit {limit_mb} MiB, {name}: {status} in {seconds:.2f} s, peak {bl.mib(peak)}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        bl.stop_process(proc)
     return rows
 
 

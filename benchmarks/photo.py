@@ -276,12 +276,7 @@ async def http_figure(report: Any, work: Path, floor: Floor, *, calls: int, late
             client_cpu = time.process_time() - cpu_me0
             peak = bl.proc_memory(proc.pid).get("VmHWM", 0)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            bl.stop_process(proc, grace=40)
     cores = os.cpu_count() or 2
     target = latency + HTTP_SLACK * (calls * floor.total / cores)
     report.add(

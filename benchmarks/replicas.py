@@ -78,13 +78,7 @@ def wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float 
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    bl.stop_process(proc, grace=15)
 
 
 # --- the services ---------------------------------------------------------------------------
