@@ -94,8 +94,8 @@ def measure_floor(answer: bytes, preview_size: tuple[int, int], work: Path, runs
 
 
 def floor_with_server_allocator(size: str, preview_size: tuple[int, int], runs: int) -> Floor:
-    """The floor again in a fresh interpreter set up as the server sets itself up: big buffers
-    in their own mappings (cli._tune_malloc) and Pillow's block cache (imaging.formats)."""
+    """The floor again in a fresh interpreter whose allocator is set up as the server's
+    (cli._tune_malloc: one heap arena, big buffers kept in it and reused)."""
     import json
 
     cmd = [sys.executable, str(Path(__file__)), "--floor", size, *map(str, preview_size), str(runs)]
@@ -110,7 +110,6 @@ def _floor_main(argv: list[str]) -> None:
     import tempfile
 
     from mcp_images import cli
-    from mcp_images.imaging import formats  # noqa: F401  (sets Pillow's block cache, as the server does)
 
     cli._tune_malloc()  # pyright: ignore[reportPrivateUsage]
     size, pw, ph, runs = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
@@ -180,8 +179,8 @@ async def stdio_figures(report: Any, work: Path, *, pairs: int, warmup: int, flo
                 served = floor_with_server_allocator(size, preview_size_of(result), floor_runs)
                 _stdio_rows(report, size, ours, floor_wall, server_cpu, floor, alone, len(images[size]), result)
                 report.note(
-                    f"photo {size}: the same floor with the server's allocator settings (big buffers in their "
-                    f"own mappings, Pillow's block cache): {served.line()}"
+                    f"photo {size}: the same floor with the server's allocator settings (one heap arena, big "
+                    f"buffers reused): {served.line()}"
                 )
     return floors
 

@@ -9,7 +9,6 @@ bytes, and the slow ones (`to_png`, `bw_mask_to_alpha`) are meant to run in a wo
 from __future__ import annotations
 
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +26,6 @@ FORMAT_MIME: dict[str, str] = MIME_BY_FORMAT
 # Enough of a file's start to name any format we know: 32 bytes for the raster ones, more
 # for an SVG (an XML declaration and a comment or two may come before `<svg`).
 SNIFF_BYTES = 1024
-
-# Pillow keeps this many freed image blocks for reuse (its default is none). The server
-# gives every big buffer its own mapping (cli._tune_malloc), so without the cache each decode
-# and resize maps fresh pages and faults them in: measured on a 1024x1024 photo, decode +
-# resize + encode 52 ms with that setting and no cache, 42 ms with 4 blocks kept, 38 ms on
-# the default allocator. The blocks are reused by the next image, so the peak RSS does not
-# grow; PILLOW_BLOCKS_MAX, when set, is the user's choice and wins.
-PILLOW_BLOCKS_KEPT = 4
-if "PILLOW_BLOCKS_MAX" not in os.environ:
-    Image.core.set_blocks_max(PILLOW_BLOCKS_KEPT)
 
 # Pillow plugins we let Image.open try: the formats above and nothing else (no EPS, PSD, ...).
 _OPEN_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")

