@@ -254,13 +254,19 @@ async def _save_all(
         datum = response.data[index]
         try:
             if datum.b64_json:
-                text, datum.b64_json = datum.b64_json, None  # the text goes as soon as it is decoded
-                data = await anyio.to_thread.run_sync(decode_b64, text, "an image", limiter=rt.image_threads)
-                del text
-            elif datum.url:
-                data = await api.download(datum.url)
-            else:
+                # One trip to a worker thread for the decode, the save and the preview (a trip
+                # costs ~0.4 ms of CPU on a small VM: two thread wake-ups; a decode ~0.3 ms).
+                # The text is held by `text` alone, and goes as soon as it is decoded.
+                text, datum.b64_json = [datum.b64_json], None
+
+                def decode_and_save() -> SavedImage:
+                    return save_and_preview(rt, decode_b64(text.pop(), "an image"), params, budget, created)
+
+                saved[index] = await anyio.to_thread.run_sync(decode_and_save, limiter=rt.image_threads)
+                return
+            if not datum.url:
                 raise UpstreamError("the upstream sent an image entry with neither b64_json nor url")
+            data = await api.download(datum.url)
             saved[index] = await anyio.to_thread.run_sync(
                 lambda: save_and_preview(rt, data, params, budget, created), limiter=rt.image_threads
             )
