@@ -1,12 +1,19 @@
 """200 concurrent generate_image calls over streamable HTTP with authentication on.
 
-    uv run python benchmarks/http_team.py [--calls 200] [--sessions 10] [--latency 1.0]
+    uv run python benchmarks/http_team.py [--calls 200] [--sessions 10] [--latency 1.0] [--image photo|smooth]
 
 The upstream answers every request in exactly ``--latency`` seconds with the same pre-rendered
-PNG (base64 JSON), so it is not the bottleneck; it is measured alone in the same run (the same
-number of concurrent POSTs straight at it). The server is ``python -m mcp_images`` in a child
-process (static tokens, limits raised to let every call run at once); its CPU (user+sys from
-/proc) and peak RSS (VmHWM) are read when the run ends. Prints figures; asserts nothing.
+answer (base64 JSON of a PNG), from a process of its own (`benchlib.fixed_upstream_process`), so
+it is not the bottleneck; it is measured alone in the same run (the same number of concurrent
+POSTs straight at it, its own CPU read from /proc). The image is photo-like (`benchlib.
+photo_like_png`, 2.1 MB, as real model output) unless ``--image smooth`` (a 0.1 MB gradient).
+
+The server is ``python -m mcp_images`` in a child process (static tokens, limits raised to let
+every call run at once); its CPU (user+sys from /proc) and peak RSS (VmHWM) are read when the
+run ends. The target is issue 11's: wall time within 1 s + 1.3 x (calls x the per-image floor
+/ cores), the floor (`photo.measure_floor`: JSON parse, base64 decode, write+fsync, PNG decode,
+resize to the preview's size, JPEG encode) measured in this run on the photo-like image.
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -25,46 +32,30 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import benchlib as bl
 import httpx2
-import uvicorn
+import photo
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from photo import wait_listening
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 TOKENS = {f"user{i}": f"bench-token-{i:02d}-0123456789abcdef" for i in range(4)}
 
 
-def pre_rendered(size: int = 1024) -> bytes:
-    # A smooth 1024x1024 picture (~0.1 MB as PNG): big bodies would make the upstream, a Python
-    # process like the server, the bottleneck (2.7 MB of noise each: 200 of them took it 9.6 s).
+def smooth_png(size: int = 1024) -> bytes:
+    """A smooth 1024x1024 picture (~0.1 MB as PNG): far less work than a photo."""
     image = Image.merge(
         "RGB", [Image.linear_gradient("L").resize((size, size)), *[Image.radial_gradient("L").resize((size, size))] * 2]
     )
     out = io.BytesIO()
     image.save(out, format="PNG")
-    b64 = base64.b64encode(out.getvalue()).decode()
-    usage = '{"input_tokens":10,"output_tokens":272,"total_tokens":282,"input_tokens_details":{"text_tokens":10,"image_tokens":0}}'
-    return f'{{"created":1,"data":[{{"b64_json":"{b64}"}}],"usage":{usage}}}'.encode()
+    return out.getvalue()
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def upstream_app(body: bytes, latency: float) -> Starlette:
-    async def generations(request: Request) -> Response:
-        await request.body()
-        await anyio.sleep(latency)
-        return Response(body, media_type="application/json")
-
-    return Starlette(routes=[Route("/v1/images/generations", generations, methods=["POST"])])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,7 +70,7 @@ async def upstream_alone(url: str, calls: int) -> tuple[float, list[float]]:
 
         async def one() -> None:
             t = time.perf_counter()
-            r = await http.post(f"{url}/images/generations", json={"prompt": "x", "model": "gpt-image-2"})
+            r = await http.post(f"{url}/images/generations", json={"prompt": "x", "size": "1024x1024"})
             r.raise_for_status()
             times.append(time.perf_counter() - t)
 
@@ -133,45 +124,69 @@ def proc_figures(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
+def floor_of(png: bytes, work: Path) -> photo.Floor:
+    """The per-image floor of this run, on the photo-like image at the server's preview size."""
+    from mcp_images.imaging.previews import make_preview
+
+    preview = make_preview(png, max_b64_chars=140_000)
+    answer = bl._fixed_answer(base64.b64encode(png).decode(), "1024x1024", 1, "medium")  # pyright: ignore[reportPrivateUsage]
+    photo.measure_floor(answer, (preview.width, preview.height), work, 3)
+    return photo.measure_floor(answer, (preview.width, preview.height), work, 15)
+
+
 async def main(args: argparse.Namespace) -> None:
-    body = pre_rendered()
-    up_port, mcp_port = free_port(), free_port()
-    up_url = f"http://127.0.0.1:{up_port}/v1"
-    upstream = uvicorn.Server(uvicorn.Config(upstream_app(body, args.latency), port=up_port, log_level="warning"))
+    photo_png = bl.photo_like_png(1024, 1024, 1)
+    png = photo_png if args.image == "photo" else smooth_png()
+    mcp_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "PATH": os.environ.get("PATH", ""), "HOME": tmp, "MCP_IMAGES_PROVIDER": "compatible",
-            "MCP_IMAGES_BASE_URL": up_url, "MCP_IMAGES_API_KEY": "sk-bench-0123456789",
-            "MCP_IMAGES_OUTPUT_DIR": f"{tmp}/out", "MCP_IMAGES_DATA_DIR": f"{tmp}/data",
-            "MCP_IMAGES_HTTP_TOKENS": ",".join(f"{n}:{t}" for n, t in TOKENS.items()),
-            "MCP_IMAGES_HTTP_MAX_CALLS_PER_IDENTITY": str(args.calls), "MCP_IMAGES_HTTP_MAX_CALLS": str(args.calls),
-            "MCP_IMAGES_MAX_UPSTREAM": str(args.max_upstream), "MCP_IMAGES_LOG_LEVEL": "WARNING",
-        }  # fmt: skip
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(upstream.serve)
-            while not upstream.started:
-                await anyio.sleep(0.01)
+        floor = floor_of(photo_png, Path(tmp))
+        with bl.fixed_upstream_process({"1024x1024": png}, Path(tmp) / "upstream", latency=args.latency) as upstream:
+            up_url = upstream.base_url
+            env = {
+                "PATH": os.environ.get("PATH", ""), "HOME": tmp, "MCP_IMAGES_PROVIDER": "compatible",
+                "MCP_IMAGES_BASE_URL": up_url, "MCP_IMAGES_API_KEY": "sk-bench-0123456789",
+                "MCP_IMAGES_OUTPUT_DIR": f"{tmp}/out", "MCP_IMAGES_DATA_DIR": f"{tmp}/data",
+                "MCP_IMAGES_HTTP_TOKENS": ",".join(f"{n}:{t}" for n, t in TOKENS.items()),
+                "MCP_IMAGES_HTTP_MAX_CALLS_PER_IDENTITY": str(args.calls), "MCP_IMAGES_HTTP_MAX_CALLS": str(args.calls),
+                "MCP_IMAGES_MAX_UPSTREAM": str(args.max_upstream), "MCP_IMAGES_LOG_LEVEL": "WARNING",
+            }  # fmt: skip
+            await upstream_alone(up_url, 1)  # its answer rendered once, before the clock
+            up0 = bl.proc_cpu_seconds(upstream.pid)
             alone_wall, alone = await upstream_alone(up_url, args.calls)
+            alone_cpu = bl.proc_cpu_seconds(upstream.pid) - up0
             cmd = [sys.executable, "-m", "mcp_images", "--transport", "http", "--port", str(mcp_port)]
             proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                await wait_listening(mcp_port)
+                await photo.wait_listening(mcp_port)
                 cpu0, _ = proc_figures(proc.pid)
+                up0, me0 = bl.proc_cpu_seconds(upstream.pid), time.process_time()
                 wall, times, errors = await through_server(
                     f"http://127.0.0.1:{mcp_port}/mcp", args.calls, args.sessions
                 )
                 cpu1, peak = proc_figures(proc.pid)
-                report(args, alone_wall, alone, wall, times, errors, (cpu1 - cpu0) / args.calls, peak, len(body))
+                others = (bl.proc_cpu_seconds(upstream.pid) - up0, time.process_time() - me0, alone_cpu)
             finally:
-                proc.terminate()
-                proc.wait(timeout=40)
-                upstream.should_exit = True
+                bl.stop_process(proc, grace=40)
+    report(args, (alone_wall, alone), (wall, times, errors), ((cpu1 - cpu0) / args.calls, peak), floor, others, len(png))
 
 
-def report(args: Any, alone_wall: float, alone: list[float], wall: float, times: list[float], errors: int,
-           cpu_per_call: float, peak: float, body_bytes: int) -> None:  # fmt: skip
+def report(
+    args: Any,
+    alone_run: tuple[float, list[float]],
+    run: tuple[float, list[float], int],
+    server: tuple[float, float],
+    floor: photo.Floor,
+    others: tuple[float, float, float],
+    png_bytes: int,
+) -> None:
+    (alone_wall, alone), (wall, times, errors), (cpu_per_call, peak) = alone_run, run, server
+    cores = os.cpu_count() or 2
+    allowed = args.calls * floor.total / cores
+    target = args.latency + 1.3 * allowed
+    met = wall <= target and errors == 0 and len(times) == args.calls and peak < 250 * 1e6 / bl.MIB
     print(f"{args.calls} concurrent generate_image calls over HTTP, auth on, {args.sessions} sessions, "
-          f"upstream latency {args.latency:g} s, answer {body_bytes / 1e6:.1f} MB JSON, MCP_IMAGES_MAX_UPSTREAM={args.max_upstream}")  # fmt: skip
+          f"upstream latency {args.latency:g} s, {args.image} 1024x1024 PNG {png_bytes / 1e6:.2f} MB, "
+          f"MCP_IMAGES_MAX_UPSTREAM={args.max_upstream}")  # fmt: skip
     print("| figure | through mcp-images | upstream alone |")
     print("|---|---|---|")
     print(f"| wall time | {wall:.2f} s | {alone_wall:.2f} s |")
@@ -180,6 +195,12 @@ def report(args: Any, alone_wall: float, alone: list[float], wall: float, times:
     print(f"| calls done / errors | {len(times)} / {errors} | {len(alone)} / 0 |")
     print(f"| server CPU per call | {cpu_per_call * 1000:.1f} ms | - |")
     print(f"| server peak RSS (VmHWM) | {peak:.1f} MiB | - |")
+    print()
+    print(f"floor per photo-like image (this run): {floor.line()}")
+    print(f"target: wall <= {args.latency:g} s + 1.3 x ({args.calls} x {floor.total * 1000:.1f} ms / {cores} cores "
+          f"= {allowed:.2f} s) = {target:.2f} s, 0 errors, peak RSS < 250 MB: {'met' if met else 'NOT met'}")  # fmt: skip
+    print(f"CPU beside the server during the run: upstream process {others[0]:.2f} s, the {args.calls} clients "
+          f"(this process) {others[1]:.2f} s; alone, the upstream used {others[2]:.2f} s for {args.calls} answers")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -188,4 +209,5 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--max-upstream", type=int, default=200, help="MCP_IMAGES_MAX_UPSTREAM for the run")
+    parser.add_argument("--image", choices=("photo", "smooth"), default="photo", help="what the upstream answers")
     anyio.run(main, parser.parse_args())
