@@ -95,7 +95,7 @@ def measure_floor(answer: bytes, preview_size: tuple[int, int], work: Path, runs
 
 def floor_with_server_allocator(size: str, preview_size: tuple[int, int], runs: int) -> Floor:
     """The floor again in a fresh interpreter whose allocator is set up as the server's
-    (cli._tune_malloc: one heap arena, big buffers kept in it and reused)."""
+    (imaging.memory.reuse_big_buffers: one heap arena, big buffers kept in it and reused)."""
     import json
 
     cmd = [sys.executable, str(Path(__file__)), "--floor", size, *map(str, preview_size), str(runs)]
@@ -109,9 +109,9 @@ def _floor_main(argv: list[str]) -> None:
     import json
     import tempfile
 
-    from mcp_images import cli
+    from mcp_images.imaging.memory import reuse_big_buffers
 
-    cli._tune_malloc()  # pyright: ignore[reportPrivateUsage]
+    reuse_big_buffers()
     size, pw, ph, runs = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     png = photo_images()[size]
     answer = bl._fixed_answer(base64.b64encode(png).decode(), size, 1, "medium")  # pyright: ignore[reportPrivateUsage]

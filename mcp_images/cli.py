@@ -136,7 +136,9 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
         return 2
     gc.freeze()
     gc.enable()
-    _tune_malloc()
+    from mcp_images.imaging.memory import reuse_big_buffers
+
+    reuse_big_buffers()
     log = logging.getLogger("mcp_images")
     log.info("mcp-images %s: images are saved in %s", __version__, settings.resolved_output_dir)
     if settings.api_key is None:
@@ -179,37 +181,6 @@ def serve_http(server: Any, *, host: str, port: int) -> int:
         )
         return 2
     return run_http(server, host=host, sock=sock, log_level=server.settings.log_level)
-
-
-def _tune_malloc() -> None:
-    """Keep big buffers (answer bodies, base64 text, decoded images) in one reused heap on glibc.
-
-    On this project's VMs a page the process has not touched before costs ~5 us to fault
-    in (~1.2 ms per MB, against 0.1 ms to reuse one), and a call handles ~15 MB of big
-    buffers. glibc's defaults give each worker thread its own arena and map large buffers
-    afresh; so did the 128 KiB mmap threshold used before. One arena and a 32 MiB mmap
-    threshold let the next call reuse the previous call's freed memory; the 16 MiB trim
-    threshold keeps the heap top from being given back and faulted in again on every call.
-
-    Measured (stdio server, photo-like 1024x1024 PNG, server CPU per call over 20 calls,
-    peak RSS after five and after 25): this setting 63 ms, 95.8 / 97.9 MiB; the 128 KiB
-    threshold 80-90 ms, 98.4 / 101.4 MiB; glibc's defaults 73 ms, 102 MiB; one arena with
-    a 1 MiB trim threshold 68-81 ms. Pillow's own block cache (``PILLOW_BLOCKS_MAX``) is
-    left at its default (none): with the heap reused it saved no CPU and held ~5 MiB more.
-    """
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    # from glibc's malloc.h
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return  # not glibc (musl has no mallopt): the default allocator is fine
-    mallopt(m_arena_max, 1)
-    mallopt(m_mmap_threshold, 32 << 20)
-    mallopt(m_trim_threshold, 16 << 20)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ bytes, and the slow ones (`to_png`, `bw_mask_to_alpha`) are meant to run in a wo
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import IO, Literal, cast
 from PIL import Image, UnidentifiedImageError
 
 from mcp_images.errors import InputError
+from mcp_images.imaging import memory
 from mcp_images.imaging.gif import GifError, count_gif_frames
 from mcp_images.imaging.mime import MIME_BY_FORMAT
 
@@ -26,6 +28,12 @@ FORMAT_MIME: dict[str, str] = MIME_BY_FORMAT
 # Enough of a file's start to name any format we know: 32 bytes for the raster ones, more
 # for an SVG (an XML declaration and a comment or two may come before `<svg`).
 SNIFF_BYTES = 1024
+
+# Pillow's block cache, unless the server set its heap up to reuse big buffers itself
+# (`memory.reuse_big_buffers`, before Pillow is first imported); PILLOW_BLOCKS_MAX, when set,
+# is the user's choice and wins.
+if "PILLOW_BLOCKS_MAX" not in os.environ and not memory.heap_reused():
+    Image.core.set_blocks_max(memory.PILLOW_BLOCKS_KEPT)
 
 # Pillow plugins we let Image.open try: the formats above and nothing else (no EPS, PSD, ...).
 _OPEN_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
