@@ -50,19 +50,20 @@ def run(ns: argparse.Namespace) -> int:
 
 async def _read(settings: Any, identity: str | None, period: str) -> dict[str, Any]:
     from mcp_images.pricing.guard import Limits, read_view
-    from mcp_images.pricing.ledger import FILE_NAME, open_ledger
+    from mcp_images.pricing.ledger import open_ledger, sqlite_ledger_path, where_ledger_is
     from mcp_images.pricing.table import load_price_table
 
-    path = settings.resolved_data_dir / FILE_NAME
-    if not path.exists():
-        return {"ledger": str(path), "empty": True}
-    ledger = await open_ledger(settings.resolved_data_dir)
+    where = where_ledger_is(settings)
+    path = sqlite_ledger_path(settings)
+    if path is not None and not path.exists():
+        return {"ledger": where, "empty": True}
+    ledger = await open_ledger(settings)
     try:
         currency = load_price_table(settings.prices).currency
         view = await read_view(ledger, Limits.of(settings), identity, period, currency=currency)
     finally:
         await ledger.close()
-    return {"ledger": str(path), **view}
+    return {"ledger": where, **view}
 
 
 def render(view: dict[str, Any]) -> str:

@@ -81,6 +81,38 @@ async def test_an_image_made_on_one_replica_is_read_and_edited_by_id_on_another(
     assert edited.structured_content["images"][0]["id"] != image["id"]
 
 
+async def test_replicas_on_one_database_draw_on_one_daily_budget(replica_settings: ReplicaSettings) -> None:
+    """A team's budget is the team's, however many replicas serve it: the ledger is in the
+    task database (PostgreSQL, or SQLite beside the shared task file), so calls racing on
+    two replicas for the last dollars cannot both get them, and both replicas show one day."""
+    from tests.test_spending_guard import HIGH, cost_of, refusal
+    from tests.test_spending_ledger import spending
+
+    budget = 0.7  # three $0.21 calls fit, a fourth does not
+    with anyio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            clients = []
+            for n in range(2):
+                settings = replica_settings(f"replica-{n}").model_copy(update={"daily_budget": budget})
+                clients.append(await stack.enter_async_context(Client(create_server(settings))))
+            results: list[Any] = []
+
+            async def call(client: Client, i: int) -> None:
+                results.append(await client.call_tool("generate_image", {**HIGH, "prompt": f"a heron {i}"}))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(8):
+                    tg.start_soon(call, clients[i % 2], i)
+            views = [await spending(client) for client in clients]
+    made = [r for r in results if not r.is_error]
+    assert len(made) == 3, [r.content[0] for r in results if r.is_error]
+    assert {refusal(r)["spending"]["reason"] for r in results if r.is_error} == {"daily_budget"}
+    spent = sum(cost_of(r) for r in made)
+    for view in views:
+        assert view["day"]["calls"] == 3 and view["day"]["spent"] == pytest.approx(spent, abs=1e-6)
+        assert view["day"]["committed"] <= budget
+
+
 async def test_a_replica_without_its_database_says_why_and_hides_the_password(
     tmp_path: Path, sandbox: Any
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -14,11 +15,12 @@ from mcp.types import CallToolResult, TextResourceContents
 from mcp_images.cli import main
 from mcp_images.pricing import guard
 from mcp_images.pricing.guard import Ask, Limits, SpendingRefused
-from mcp_images.pricing.ledger import NewCall, SqliteLedger
+from mcp_images.pricing.ledger import Ledger, NewCall, SqliteLedger
 from mcp_images.server.build import create_server
 from tests.conftest import make_settings
 from tests.test_spending_confirm import Person
 from tests.test_spending_guard import HIGH, MEDIUM, cost_of, refusal
+from tests.test_store_seams import fresh_schema_url
 
 
 async def spending(client: Client, period: str = "today") -> dict[str, Any]:
@@ -84,10 +86,21 @@ async def test_with_a_dollar_a_day_and_a_quarter_threshold_no_loop_spends_more_a
     assert {refusal(r)["spending"]["reason"] for r in results if r.is_error} == {"daily_budget"}
 
 
+async def two_ledgers(kind: str, tmp_path: Path) -> list[Ledger]:
+    """Two servers' ledgers over one store: one SQLite file, or one PostgreSQL database."""
+    if kind == "sqlite":
+        return [SqliteLedger(tmp_path / "spending.sqlite3") for _ in range(2)]
+    from mcp_images.pricing.pg_ledger import PostgresLedger
+
+    url = await fresh_schema_url()
+    return [await PostgresLedger.open(url) for _ in range(2)]
+
+
 @pytest.mark.anyio
-async def test_two_ledgers_over_one_file_cannot_both_take_the_last_dollars(tmp_path: Path) -> None:
-    """Two servers sharing a data folder: the reservation is one transaction in the file."""
-    ledgers = [SqliteLedger(tmp_path / "spending.sqlite3") for _ in range(2)]
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_two_ledgers_over_one_store_cannot_both_take_the_last_dollars(kind: str, tmp_path: Path) -> None:
+    """Two servers on one store: the reservation is one transaction in it."""
+    ledgers = await two_ledgers(kind, tmp_path)
     limits = Limits(daily_budget=1.0)
     now = 1_800_000_000.0
     ask = Ask("generate_image", "gpt-image-2", 1, "1024x1024", "high", 0.3, 0.0, "USD", "$0.30")
@@ -96,7 +109,7 @@ async def test_two_ledgers_over_one_file_cannot_both_take_the_last_dollars(tmp_p
     taken: list[int] = []
     refused: list[SpendingRefused] = []
 
-    async def reserve(ledger: SqliteLedger) -> None:
+    async def reserve(ledger: Ledger) -> None:
         try:
             taken.append(
                 await ledger.reserve(
@@ -106,14 +119,18 @@ async def test_two_ledgers_over_one_file_cannot_both_take_the_last_dollars(tmp_p
         except SpendingRefused as exc:
             refused.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        for i in range(8):
-            tg.start_soon(reserve, ledgers[i % 2])
-    assert len(taken) == 3 and len(refused) == 5
-    totals = (await ledgers[0].totals(period=guard.day_of(now), scope=None))[""]
-    assert totals.held == pytest.approx(0.9)
-    for ledger in ledgers:
-        await ledger.close()
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(reserve, ledgers[i % 2])
+        assert len(taken) == 3 and len(refused) == 5
+        for ledger in ledgers:  # both see the same day
+            totals = (await ledger.totals(period=guard.day_of(now), scope=None))[""]
+            assert totals.held == pytest.approx(0.9) and totals.calls == 3
+        assert len(await ledgers[1].rows(period=guard.day_of(now), scope=None)) == 3
+    finally:
+        for ledger in ledgers:
+            await ledger.close()
 
 
 @pytest.mark.anyio
@@ -133,6 +150,24 @@ async def test_the_spending_command_prints_today_this_month_and_by_model(
         await anyio.to_thread.run_sync(main, ["spending", "month", "--json", "--data-dir", str(tmp_path / "data")]) == 0
     )
     assert json.loads(capsys.readouterr().out)["month"]["calls"] == 1
+
+
+@pytest.mark.anyio
+async def test_the_spending_command_reads_the_replicas_ledger_in_postgresql_without_its_password(
+    tmp_path: Path, sandbox: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = await fresh_schema_url()
+    settings = make_settings(tmp_path, sandbox.base_url, database_url=url)
+    async with Client(create_server(settings)) as client:
+        cost = cost_of(await client.call_tool("generate_image", MEDIUM))
+    monkeypatch.setenv("MCP_IMAGES_DATABASE_URL", url)
+    empty_folder = tmp_path / "elsewhere"  # nothing in a data folder: the rows are in the database
+    assert await anyio.to_thread.run_sync(main, ["spending", "--json", "--data-dir", str(empty_folder)]) == 0
+    out = capsys.readouterr().out
+    view = json.loads(out)
+    assert view["day"]["calls"] == 1 and view["day"]["spent"] == pytest.approx(cost)
+    password = urlsplit(url).password
+    assert password and password not in out and view["ledger"].startswith("postgresql://")
 
 
 @pytest.mark.anyio

@@ -8,12 +8,13 @@ held, so the row is written once, *recorded* settled when the call ends. A row i
 deleted, so a call that failed after it was billed still counts. ``charged_usd`` is what a row holds against the
 day's budget: the estimate while running or when the cost is unknown, the cost once known.
 
-`Ledger` is the seam: `SqliteLedger` keeps the rows in ``<data_dir>/spending.sqlite3`` (a file
-of its own, beside the task database); a PostgreSQL ledger would implement the same methods,
-``reserve`` as one transaction that sums and inserts under a lock (``SELECT ... FOR UPDATE``
-on a per-scope row, or an advisory lock). The reservation is atomic: the day's sum is read
-and the row inserted in one ``BEGIN IMMEDIATE`` transaction, so two calls (in this process or
-another server over the same data folder) racing for the last dollars cannot both get them.
+`Ledger` is the seam, and the ledger lives where the task records do (`open_ledger`):
+`SqliteLedger` keeps the rows in ``spending.sqlite3`` beside the SQLite task database (a file
+of its own); with a ``postgresql://`` ``MCP_IMAGES_DATABASE_URL``, `pg_ledger.PostgresLedger`
+keeps them in that database, so every replica draws on one budget. The reservation is
+atomic: the day's sum is read and the row inserted in one transaction (``BEGIN IMMEDIATE``
+here, an advisory lock there), so two calls (in this process or another server over the same
+database) racing for the last dollars cannot both get them.
 
 sqlite3 may wait for another program's lock, so every call runs in a worker thread, one at a
 time, never on the event loop (as `tasks.store` does). Nothing here imports ``mcp``.
@@ -28,14 +29,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 import anyio
 from pydantic import BaseModel
 
 from mcp_images.errors import ConfigError
 
-__all__ = ["Ledger", "LedgerError", "LedgerRow", "NewCall", "Settlement", "SqliteLedger", "Totals", "open_ledger"]
+if TYPE_CHECKING:
+    from mcp_images.config import Settings
+
+__all__ = [
+    "COLUMNS", "SUMS", "Ledger", "LedgerError", "LedgerRow", "NewCall", "Settlement", "SqliteLedger", "Totals",
+    "cents", "new_row_values", "open_ledger", "recorded_row_values", "sqlite_ledger_path", "where_ledger_is",
+]  # fmt: skip
 
 FILE_NAME = "spending.sqlite3"
 SCHEMA_VERSION = 1
@@ -48,7 +55,7 @@ Admit = Callable[[float], None]  # raises to refuse, given what the scope's day 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_COLUMNS = (
+COLUMNS = (
     "id", "created_at", "day", "month", "identity", "tool", "model", "size", "quality", "n",
     "estimate_usd", "currency", "status", "billed", "actual_usd", "charged_usd", "task_id",
     "request_id", "note", "finished_at",
@@ -163,7 +170,7 @@ def _scoped(period: str, scope: str | None) -> tuple[str, tuple[Any, ...]]:
     return f"{column} = ? AND identity = ?", (period, scope)
 
 
-_SUMS = (
+SUMS = (
     "COUNT(*), COALESCE(SUM(actual_usd), 0), "
     "COALESCE(SUM(CASE WHEN status = 'running' THEN charged_usd ELSE 0 END), 0), "
     "COALESCE(SUM(CASE WHEN status != 'running' AND actual_usd IS NULL THEN charged_usd ELSE 0 END), 0)"
@@ -208,12 +215,8 @@ class SqliteLedger:
 
     def _reserve(self, call: NewCall, scope: str | None, admit: Admit) -> int:
         where, params = _scoped(call.day, scope)
-        values = (
-            call.created_at, call.day, call.month, call.identity, call.tool, call.model, call.size,
-            call.quality, call.n, _cents(call.estimate_usd), call.currency, "running", "pending", None,
-            _cents(call.estimate_usd) or 0.0,
-        )  # fmt: skip
-        names = ", ".join(_COLUMNS[1:16])
+        values = new_row_values(call)
+        names = ", ".join(COLUMNS[1:16])
         try:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")  # the write lock: no other reservation until COMMIT
@@ -250,8 +253,8 @@ class SqliteLedger:
             (
                 s.status,
                 s.billed,
-                _cents(s.actual_usd),
-                _cents(s.charged_usd),
+                cents(s.actual_usd),
+                cents(s.charged_usd),
                 s.note,
                 s.request_id,
                 task_id,
@@ -262,13 +265,8 @@ class SqliteLedger:
 
     async def record(self, call: NewCall, settlement: Settlement, *, task_id: str | None = None) -> int:
         """A call that ended and was never reserved (no spending setting held it): one insert."""
-        s = settlement
-        values = (
-            call.created_at, call.day, call.month, call.identity, call.tool, call.model, call.size,
-            call.quality, call.n, _cents(call.estimate_usd), call.currency, s.status, s.billed,
-            _cents(s.actual_usd), _cents(s.charged_usd), task_id, s.request_id, s.note, time.time(),
-        )  # fmt: skip
-        sql = f"INSERT INTO ledger ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * len(values))}) RETURNING id"
+        values = recorded_row_values(call, settlement, task_id)
+        sql = f"INSERT INTO ledger ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * len(values))}) RETURNING id"
         found = await self._call(self._run, sql, values)
         return int(found[0][0])
 
@@ -276,7 +274,7 @@ class SqliteLedger:
         """The period's totals, under ``""`` (or by model)."""
         where, params = _scoped(period, scope)
         key = "model" if by_model else "''"
-        sql = f"SELECT {key}, {_SUMS} FROM ledger WHERE {where} GROUP BY 1 ORDER BY 1"
+        sql = f"SELECT {key}, {SUMS} FROM ledger WHERE {where} GROUP BY 1 ORDER BY 1"
         found = await self._call(self._run, sql, params)
         out = {str(k): Totals(int(c), float(s), float(h), float(e)) for k, c, s, h, e in found}
         return out if by_model else {"": out.get("", Totals())}
@@ -284,9 +282,9 @@ class SqliteLedger:
     async def rows(self, *, period: str, scope: str | None, limit: int = 100) -> list[LedgerRow]:
         """The period's rows, newest first."""
         where, params = _scoped(period, scope)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM ledger WHERE {where} ORDER BY id DESC LIMIT ?"
+        sql = f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE {where} ORDER BY id DESC LIMIT ?"
         found = await self._call(self._run, sql, (*params, limit))
-        return [LedgerRow.model_validate(dict(zip(_COLUMNS, row, strict=True))) for row in found]
+        return [LedgerRow.model_validate(dict(zip(COLUMNS, row, strict=True))) for row in found]
 
     async def close(self) -> None:
         def shut() -> None:
@@ -296,15 +294,59 @@ class SqliteLedger:
         await self._call(shut)
 
 
-def _cents(x: float | None) -> float | None:
+def cents(x: float | None) -> float | None:
     """Money as stored: to a millionth of the unit (float sums then read as the results did)."""
     return None if x is None else round(x, 6)
 
 
-async def open_ledger(data_dir: Path) -> SqliteLedger:
-    """The ledger of a data folder, opened in a worker thread.
+def new_row_values(call: NewCall) -> tuple[Any, ...]:
+    """`COLUMNS` [1:16] of a reserved call: running, billing pending, its estimate held."""
+    return (
+        call.created_at, call.day, call.month, call.identity, call.tool, call.model, call.size,
+        call.quality, call.n, cents(call.estimate_usd), call.currency, "running", "pending", None,
+        cents(call.estimate_usd) or 0.0,
+    )  # fmt: skip
+
+
+def recorded_row_values(call: NewCall, settlement: Settlement, task_id: str | None) -> tuple[Any, ...]:
+    """`COLUMNS` [1:] of a call recorded when it ended (never reserved)."""
+    s = settlement
+    return (
+        call.created_at, call.day, call.month, call.identity, call.tool, call.model, call.size,
+        call.quality, call.n, cents(call.estimate_usd), call.currency, s.status, s.billed,
+        cents(s.actual_usd), cents(s.charged_usd), task_id, s.request_id, s.note, time.time(),
+    )  # fmt: skip
+
+
+def sqlite_ledger_path(settings: Settings) -> Path | None:
+    """Where the SQLite ledger is (beside the SQLite task database), or None in PostgreSQL."""
+    from mcp_images.tasks.choice import sqlite_path
+
+    tasks = sqlite_path(settings)
+    return None if tasks is None else tasks.parent / FILE_NAME
+
+
+def where_ledger_is(settings: Settings) -> str:
+    """The ledger's file, or its database's URL without the password: for messages."""
+    from mcp_images.tasks.postgres import redact_url
+
+    path = sqlite_ledger_path(settings)
+    if path is not None:
+        return str(path)
+    assert settings.database_url is not None  # no SQLite path only for a postgresql:// URL
+    return redact_url(settings.database_url.get_secret_value())
+
+
+async def open_ledger(settings: Settings) -> Ledger:
+    """The ledger where the task records are: SQLite (opened in a worker thread) or PostgreSQL.
 
     Raises:
-        LedgerError: it cannot be opened (the message names the file and why).
+        LedgerError: it cannot be opened (the message names the file or database, and why).
     """
-    return await anyio.to_thread.run_sync(SqliteLedger, data_dir / FILE_NAME)
+    path = sqlite_ledger_path(settings)
+    if path is not None:
+        return await anyio.to_thread.run_sync(SqliteLedger, path)
+    from mcp_images.pricing.pg_ledger import PostgresLedger
+
+    assert settings.database_url is not None
+    return await PostgresLedger.open(settings.database_url.get_secret_value())

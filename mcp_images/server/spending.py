@@ -85,7 +85,7 @@ async def ledger_of(rt: Runtime) -> Ledger:
     state = _STATE.setdefault(rt, _Spending())
     async with state.lock:
         if state.ledger is None:
-            state.ledger = await open_ledger(rt.settings.resolved_data_dir)
+            state.ledger = await open_ledger(rt.settings)
         return state.ledger
 
 

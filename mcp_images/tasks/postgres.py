@@ -33,7 +33,7 @@ from mcp_images.tasks.postgres_schema import CHANNEL, COLUMNS, JSON_FIELDS, migr
 from mcp_images.tasks.seam import ChangeWatch
 from mcp_images.tasks.store import OwnerRow, TaskRecord, TaskStatus
 
-__all__ = ["PostgresTaskStore", "redact_url"]
+__all__ = ["PostgresTaskStore", "redact_url", "redacted_reason"]
 
 POOL_MIN, POOL_MAX = 1, 10  # connections per replica; a statement is ~1 ms, so 10 carry hundreds of tasks
 CONNECT_TIMEOUT_SECONDS = 5  # a database that does not answer is "down", said quickly
@@ -292,12 +292,15 @@ def _record(row: Any) -> TaskRecord:
     return TaskRecord.model_validate(data)
 
 
-def _unusable(where: str, exc: BaseException, password: str | None) -> str:
+def redacted_reason(exc: BaseException, password: str | None) -> str:
+    """What a driver error says, with the database password (if it quotes it) cut out."""
     reason = str(exc) or type(exc).__name__
-    if password:
-        reason = reason.replace(password, "***")
+    return reason.replace(password, "***") if password else reason
+
+
+def _unusable(where: str, exc: BaseException, password: str | None) -> str:
     return (
-        f"the task database {where} cannot be used right now ({reason}): is PostgreSQL running and "
+        f"the task database {where} cannot be used right now ({redacted_reason(exc, password)}): is PostgreSQL running and "
         "reachable? check MCP_IMAGES_DATABASE_URL; nothing recorded is lost, try again"
     )
 

@@ -1,4 +1,5 @@
-"""The PostgreSQL task schema and its migrations, applied once however many replicas start.
+"""The PostgreSQL schema (tasks, owners, the spending ledger) and its migrations, applied once
+however many replicas start.
 
 ``mcp_images_schema`` holds the version; each migration runs in the same transaction as the
 version it records, under a transaction-scoped advisory lock, so replicas starting together
@@ -37,8 +38,21 @@ BEGIN PERFORM pg_notify('{CHANNEL}', NEW.id); RETURN NEW; END $$;
 CREATE TRIGGER mcp_images_task_changed AFTER UPDATE ON mcp_images_tasks
     FOR EACH ROW EXECUTE FUNCTION mcp_images_task_changed();
 """
+# The spending ledger (`pricing.pg_ledger`): the same columns as the SQLite ledger's, so that
+# every replica on this database draws on one budget.
+_V2 = """
+CREATE TABLE mcp_images_ledger (
+    id BIGSERIAL PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, day TEXT NOT NULL,
+    month TEXT NOT NULL, identity TEXT NOT NULL, tool TEXT NOT NULL, model TEXT NOT NULL,
+    size TEXT, quality TEXT, n INTEGER NOT NULL, estimate_usd DOUBLE PRECISION, currency TEXT NOT NULL,
+    status TEXT NOT NULL, billed TEXT NOT NULL, actual_usd DOUBLE PRECISION,
+    charged_usd DOUBLE PRECISION NOT NULL, task_id TEXT, request_id TEXT, note TEXT NOT NULL DEFAULT '',
+    finished_at DOUBLE PRECISION);
+CREATE INDEX mcp_images_ledger_day ON mcp_images_ledger (day, identity);
+CREATE INDEX mcp_images_ledger_month ON mcp_images_ledger (month, identity);
+"""
 # (version, SQL): append, never edit one that has shipped.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
