@@ -126,7 +126,7 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
         sys.stderr.write("".join(f"mcp-images: {line}\n" for line in lines))
         return 2
     configure_logging(settings.log_level)
-    from mcp_images.server.build import create_server
+    from mcp_images.server.build import create_server, request_state_key
 
     try:
         server = create_server(settings, transport=ns.transport)
@@ -143,6 +143,12 @@ def _serve(ns: argparse.Namespace, flags: dict[str, str]) -> int:
     log.info("mcp-images %s: images are saved in %s", __version__, settings.resolved_output_dir)
     if settings.api_key is None:
         log.warning("no API key: set MCP_IMAGES_API_KEY (or OPENAI_API_KEY); tools will say so when called")
+    if ns.stateless and settings.confirm_above is not None and request_state_key(settings) is None:
+        log.warning(
+            "--stateless with MCP_IMAGES_CONFIRM_ABOVE: on protocol 2026-07-28 a confirmation answered "
+            "on another replica is refused unless every replica shares MCP_IMAGES_REQUEST_STATE_SECRET "
+            "(or MCP_IMAGES_URL_SECRET)"
+        )
     if ns.transport == "http":
         return serve_http(server, host=ns.host, port=ns.port)
     else:

@@ -218,6 +218,15 @@ class Settings(BaseSettings):
         default=None, description="HMAC key for signed download URLs (required with public_url).",
         examples=["a-long-random-string-of-32-characters"],
     )  # fmt: skip
+    request_state_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key every replica shares to seal the request state of protocol 2026-07-28 (a spending "
+            "confirmation answered on another replica); default: derived from MCP_IMAGES_URL_SECRET, "
+            "else a key of this process only."
+        ),
+        examples=["another-long-random-string-of-32-characters"],
+    )
     url_ttl: float = Field(
         default=3600.0, gt=0, le=7 * 86400, description="Seconds a signed download URL stays valid.", examples=[3600]
     )
@@ -233,6 +242,13 @@ class Settings(BaseSettings):
                 return Path(os.path.expandvars(value)).expanduser()
             except RuntimeError as exc:  # "~someone" with no such user
                 raise ValueError(f"{value!r} names an unknown home folder") from exc
+        return value
+
+    @field_validator("request_state_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (it is stretched into an AES-256 key)")
         return value
 
     @field_validator("api_key", mode="before")

@@ -95,10 +95,12 @@ class Runtime:
 
     @cached_property
     def scrubber(self) -> Scrubber:
-        """The scrubber for this server's secrets: the API key, the HTTP tokens, the URL signing key."""
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
-        url_secret = self.settings.url_secret.get_secret_value() if self.settings.url_secret else None
-        return make_scrubber([key, url_secret, *self.http_secrets, *store_secrets(self.settings)])
+        """The scrubber for this server's secrets: the API key, the HTTP tokens, the URL signing
+        key, the request-state key, the stores' credentials."""
+        s = self.settings
+        named = [s.api_key, s.url_secret, s.request_state_secret]
+        plain = [secret.get_secret_value() if secret else None for secret in named]
+        return make_scrubber([*plain, *self.http_secrets, *store_secrets(s)])
 
     def body_slot(self) -> BodySlot:
         """A claim on reading one upstream answer into files; release it when they are saved."""

@@ -80,13 +80,15 @@ async def stateless_replica(settings: Any, *, stateless: bool = True) -> AsyncIt
 
 @asynccontextmanager
 async def two_replicas(
-    tmp_path: Path, base_url: str, bucket: str, *, stateless: bool = True
+    tmp_path: Path, base_url: str, bucket: str, *, stateless: bool = True, **settings: Any
 ) -> AsyncIterator[tuple[list[Served], RoundRobin]]:
     urls = {"database_url": await fresh_schema_url(), "storage_url": f"s3://{bucket}/stateless"}
     async with AsyncExitStack() as stack:
         served = [
             await stack.enter_async_context(
-                stateless_replica(make_settings(tmp_path / f"replica-{n}", base_url, **urls), stateless=stateless)
+                stateless_replica(
+                    make_settings(tmp_path / f"replica-{n}", base_url, **urls, **settings), stateless=stateless
+                )
             )
             for n in range(2)
         ]
@@ -156,3 +158,38 @@ async def test_without_stateless_the_other_replica_refuses_the_session_it_never_
                         await client.call_tool("check_task", {"task_id": "task-0000000000000000"})
     assert [str(e) for e in leaves(failed.value)] == ["Session not found"]
     assert ports_of(proxy, "check_task") == [served[0].port, served[1].port]
+
+
+@pytest.mark.parametrize("shared", ["request_state_secret", "url_secret", None])
+async def test_a_spending_confirmation_answered_on_another_replica_goes_through_with_a_shared_key(
+    tmp_path: Path, sandbox: Any, bucket: str, shared: str | None
+) -> None:
+    """Protocol 2026-07-28: the question comes back sealed in the result; the SDK's client asks
+    the person and calls again, and the round robin sends that call to the other replica,
+    which opens the sealed question only with the key every replica shares."""
+    from tests.test_spending_confirm import Person
+
+    person = Person("accept")
+    keys = {shared: "a-shared-key-of-at-least-thirty-two-characters"} if shared else {}
+    if shared == "url_secret":
+        keys["public_url"] = "https://images.example.com"
+    with anyio.fail_after(30):
+        async with two_replicas(tmp_path, sandbox.base_url, bucket, confirm_above=0.001, **keys) as (served, proxy):
+            http = httpx2.AsyncClient(transport=proxy, timeout=TIMEOUT)
+            transport = streamable_http_client(served[0].url, http_client=http, terminate_on_close=False)
+            refused: list[BaseException] = []
+            try:
+                async with http, Client(transport, mode="2026-07-28", elicitation_callback=person) as client:
+                    result = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
+            except Exception as exc:  # MCPError, raised inside the client's task group
+                refused = leaves(exc)
+    asked_on, answered_on = ports_of(proxy, "generate_image")[:2]
+    assert asked_on != answered_on  # the answer reached the other replica
+    assert len(person.shown) == 1
+    if shared:
+        assert not refused and not result.is_error, refused or result
+        assert result.structured_content["images"]
+    else:  # a key of each process: the other replica cannot open the question, and nothing is spent
+        assert [str(e) for e in refused] == ["Invalid or expired requestState"]
+        made = [p for n in range(2) for p in (tmp_path / f"replica-{n}" / "out").glob("**/*.png")]
+        assert not made, made

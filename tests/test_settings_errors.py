@@ -69,6 +69,15 @@ def test_a_bad_setting_stops_the_start_naming_its_variable_the_problem_and_a_goo
     assert f"for example {example}" in err
 
 
+def test_a_short_request_state_secret_stops_the_start_without_showing_it(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("MCP_IMAGES_REQUEST_STATE_SECRET", "short-shared-secret-9f3a")
+    err = start_error(capsys)
+    assert err.startswith("mcp-images: MCP_IMAGES_REQUEST_STATE_SECRET ")
+    assert "at least 32 characters" in err and "short-shared-secret-9f3a" not in err
+
+
 def test_every_bad_setting_is_reported_at_once_one_line_each(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

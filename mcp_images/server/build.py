@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from mcp.server import MCPServer
 from mcp.server.lowlevel.helper_types import ReadResourceContents
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, RequestStateSecurity
 from pydantic import AnyUrl
 
 from mcp_images import __version__
@@ -144,6 +144,27 @@ def _make_poller(rt: Runtime, record: Any) -> Any:
     return job
 
 
+def request_state_key(settings: Settings) -> bytes | None:
+    """The key replicas share to seal 2026-07-28 request state (a spending confirmation's
+    question): MCP_IMAGES_REQUEST_STATE_SECRET, else one derived from MCP_IMAGES_URL_SECRET
+    (HMAC-SHA256 under a fixed label, so the download-signing key itself is not reused), else
+    None: the SDK's key of this process, which another replica cannot open."""
+    import hashlib
+    import hmac
+
+    if settings.request_state_secret is not None:
+        return settings.request_state_secret.get_secret_value().encode()
+    if settings.url_secret is not None and len(settings.url_secret.get_secret_value()) >= 32:
+        secret = settings.url_secret.get_secret_value().encode()
+        return hmac.new(secret, b"mcp-images/request-state/v1", hashlib.sha256).digest()
+    return None
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    key = request_state_key(settings)
+    return None if key is None else RequestStateSecurity(keys=[key])
+
+
 def create_server(settings: Settings, *, http_client: Any = None, transport: str = "stdio") -> ImagesServer:
     """Build the server. ``http_client`` (an httpx2.AsyncClient) replaces the pooled one in tests."""
     rt = Runtime(settings, http_client=http_client)
@@ -174,6 +195,7 @@ def create_server(settings: Settings, *, http_client: Any = None, transport: str
         extensions=[studio_extension(rt)],
         lifespan=lifespan,
         log_level=settings.log_level,
+        request_state_security=request_state_security(settings),
     )
     server.runtime = rt
     # Advertise only what exists: MCPServer registers prompt handlers unconditionally, and a
