@@ -170,7 +170,7 @@ async def test_a_spending_confirmation_answered_on_another_replica_goes_through_
     from tests.test_spending_confirm import Person
 
     person = Person("accept")
-    keys = {shared: "a-shared-key-of-at-least-thirty-two-characters"} if shared else {}
+    keys: dict[str, Any] = {shared: "a-shared-key-of-at-least-thirty-two-characters"} if shared else {}
     if shared == "url_secret":
         keys["public_url"] = "https://images.example.com"
     with anyio.fail_after(30):
@@ -178,6 +178,7 @@ async def test_a_spending_confirmation_answered_on_another_replica_goes_through_
             http = httpx2.AsyncClient(transport=proxy, timeout=TIMEOUT)
             transport = streamable_http_client(served[0].url, http_client=http, terminate_on_close=False)
             refused: list[BaseException] = []
+            result = None
             try:
                 async with http, Client(transport, mode="2026-07-28", elicitation_callback=person) as client:
                     result = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
@@ -187,8 +188,8 @@ async def test_a_spending_confirmation_answered_on_another_replica_goes_through_
     assert asked_on != answered_on  # the answer reached the other replica
     assert len(person.shown) == 1
     if shared:
-        assert not refused and not result.is_error, refused or result
-        assert result.structured_content["images"]
+        assert not refused and result is not None and not result.is_error, refused or result
+        assert result.structured_content and result.structured_content["images"]
     else:  # a key of each process: the other replica cannot open the question, and nothing is spent
         assert [str(e) for e in refused] == ["Invalid or expired requestState"]
         made = [p for n in range(2) for p in (tmp_path / f"replica-{n}" / "out").glob("**/*.png")]
