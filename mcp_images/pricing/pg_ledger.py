@@ -34,7 +34,7 @@ from mcp_images.pricing.ledger import (
     new_row_values,
     recorded_row_values,
 )
-from mcp_images.tasks.postgres import redact_url, redacted_reason
+from mcp_images.tasks.postgres import keep_session, redact_url, redacted_reason
 from mcp_images.tasks.postgres_schema import migrate
 
 __all__ = ["PostgresLedger"]
@@ -68,7 +68,7 @@ class PostgresLedger:
         try:
             pool = await asyncpg.create_pool(
                 dsn, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_SECONDS,
-                command_timeout=STATEMENT_TIMEOUT_SECONDS,
+                command_timeout=STATEMENT_TIMEOUT_SECONDS, reset=keep_session,
             )  # fmt: skip
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError) as exc:
             raise LedgerError(_unusable(where, exc, urlsplit(dsn).password)) from exc
