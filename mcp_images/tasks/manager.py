@@ -211,14 +211,17 @@ class TaskManager:
         send: Send | None = None,
         identity: str = LOCAL,
     ) -> TaskRecord:
-        """Record a task (queued) and run ``job`` in the background; return at once.
+        """Record a task and run ``job`` in the background; return at once. The job starts now,
+        so the record is written as running (one write, not queued and then running).
 
         ``send`` gets the job's progress until the job ends; pass None when the caller
         returns before that (its progress token dies with its request). ``identity`` is who
         started it (`identity.identity_of`): `get` and `wait` show it to them alone.
         """
         tg = self._task_group()
-        record = await self._store.create(tool, args, owner=self.owner, provider=provider, identity=identity)
+        record = await self._store.create(
+            tool, args, owner=self.owner, provider=provider, identity=identity, status="running"
+        )
         live = self._live[record.id] = _Live(record.id, listeners=[send] if send else [])
         tg.start_soon(self._run, live, job)
         return record
@@ -346,10 +349,6 @@ class TaskManager:
 
         live.progress = Progress(forward)
         try:
-            try:
-                await self._store.mark_running(live.task_id)
-            except TaskError:  # only a label; the job matters more
-                logger.warning("task %s: could not mark it running", live.task_id, exc_info=True)
             result = await job(live.progress, TaskHandle(live.task_id, self))
             json.dumps(result)  # fail here, as the job's failure, if it cannot be stored
             return {"status": "succeeded", "result": result}
@@ -392,7 +391,7 @@ class TaskManager:
         """Store phase and notes: the first phase and every new note at once, then a phase
         change or a heartbeat at most once a second (a phase entered sooner waits for the next
         write, or goes in with the outcome: a call that ends within the second writes its
-        record three times in all, made, running and finished, besides its notes)."""
+        record three times in all, made (running), its first phase and finished, besides its notes)."""
         if live.progress is None:
             return
         state = (live.progress.phase_name, list(live.progress.events))

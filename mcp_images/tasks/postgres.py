@@ -164,11 +164,12 @@ class PostgresTaskStore:
             raise TaskError(_unusable(self.where, exc, self._password)) from exc
 
     async def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local"
+        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        status: TaskStatus = "queued",
     ) -> TaskRecord:
         now = time.time()
         fields: dict[str, Any] = {
-            "id": f"task-{secrets.token_hex(8)}", "tool": tool, "status": "queued", "created_at": now,
+            "id": f"task-{secrets.token_hex(8)}", "tool": tool, "status": status, "created_at": now,
             "updated_at": now, "finished_at": None, "phase": None, "progress": [], "result": None,
             "error": None, "provider": provider, "provider_task_id": None, "args": args, "owner": owner,
             "identity": identity,

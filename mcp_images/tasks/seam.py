@@ -31,9 +31,11 @@ class TaskStoreSeam(Protocol):
     where: str  # for messages: a path, or the database URL without its password
 
     async def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local"
+        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        status: TaskStatus = "queued",
     ) -> TaskRecord:
-        """A new queued record, durable before it returns (its id may be handed out)."""
+        """A new record (queued, or running when its job starts at once), durable before it returns
+        (its id may be handed out)."""
         ...
 
     async def get(self, task_id: str) -> TaskRecord | None: ...

@@ -179,11 +179,12 @@ class TaskStore:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local"
+        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        status: TaskStatus = "queued",
     ) -> TaskRecord:
         now = time.time()
         record = TaskRecord(
-            id=f"task-{secrets.token_hex(8)}", tool=tool, status="queued", created_at=now,
+            id=f"task-{secrets.token_hex(8)}", tool=tool, status=status, created_at=now,
             updated_at=now, finished_at=None, phase=None, progress=[], result=None, error=None,
             provider=provider, provider_task_id=None, args=args, owner=owner, identity=identity,
         )  # fmt: skip
@@ -295,9 +296,12 @@ class AsyncTaskStore:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._read_limiter)
 
     async def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local"
+        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        status: TaskStatus = "queued",
     ) -> TaskRecord:
-        return await self._call(self.store.create, tool, args, owner=owner, provider=provider, identity=identity)
+        return await self._call(
+            self.store.create, tool, args, owner=owner, provider=provider, identity=identity, status=status
+        )
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self._read(self.store.get, task_id)
