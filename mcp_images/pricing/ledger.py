@@ -328,7 +328,7 @@ def sqlite_ledger_path(settings: Settings) -> Path | None:
 
 def where_ledger_is(settings: Settings) -> str:
     """The ledger's file, or its database's URL without the password: for messages."""
-    from mcp_images.tasks.postgres import redact_url
+    from mcp_images.tasks.pg_database import redact_url
 
     path = sqlite_ledger_path(settings)
     if path is not None:

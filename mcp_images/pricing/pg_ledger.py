@@ -16,10 +16,7 @@ naming the database by its URL without the password.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from mcp_images.pricing.ledger import (
     COLUMNS,
@@ -34,24 +31,21 @@ from mcp_images.pricing.ledger import (
     new_row_values,
     recorded_row_values,
 )
-from mcp_images.tasks.postgres import keep_session, redact_url, redacted_reason
-from mcp_images.tasks.postgres_schema import migrate
+from mcp_images.tasks.pg_database import Database
 
 __all__ = ["PostgresLedger"]
 
-POOL_MIN, POOL_MAX = 1, 4  # one reservation or settlement per call: ~1 ms each
-CONNECT_TIMEOUT_SECONDS = 5
-STATEMENT_TIMEOUT_SECONDS = 10.0
+POOL_MAX = 4  # one reservation or settlement per call: ~1 ms each
 _LOCK_SPACE = 0x6C65_6467  # "ledg": the first key of pg_advisory_xact_lock(int, int)
 
 
 class PostgresLedger:
     """The ledger's rows in ``mcp_images_ledger``; a `pricing.ledger.Ledger`."""
 
-    def __init__(self, pool: Any, dsn: str) -> None:
-        self._pool = pool
-        self.where = redact_url(dsn)
-        self._password = urlsplit(dsn).password
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn = db.conn
+        self.where = db.where
 
     @classmethod
     async def open(cls, dsn: str) -> PostgresLedger:
@@ -60,39 +54,14 @@ class PostgresLedger:
         Raises:
             LedgerError: the database cannot be reached or holds a newer schema.
         """
-        import asyncpg
-
         from mcp_images.errors import ConfigError
 
-        where = redact_url(dsn)
         try:
-            pool = await asyncpg.create_pool(
-                dsn, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_SECONDS,
-                command_timeout=STATEMENT_TIMEOUT_SECONDS, reset=keep_session,
-            )  # fmt: skip
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError) as exc:
-            raise LedgerError(_unusable(where, exc, urlsplit(dsn).password)) from exc
-        ledger = cls(pool, dsn)
-        try:
-            async with ledger._conn() as conn:
-                await migrate(conn, where)
-        except ConfigError as exc:
-            await pool.close()
-            raise LedgerError(str(exc)) from exc
-        except BaseException:
-            await pool.close()
+            return cls(await Database.open(dsn, max_size=POOL_MAX, unusable=_unusable))
+        except LedgerError:
             raise
-        return ledger
-
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Any]:
-        import asyncpg
-
-        try:
-            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
-                yield conn
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise LedgerError(_unusable(self.where, exc, self._password)) from exc
+        except ConfigError as exc:  # a newer schema
+            raise LedgerError(str(exc)) from exc
 
     async def reserve(self, call: NewCall, *, scope: str | None, admit: Admit) -> int:
         """Insert ``call`` as running if ``admit`` (given the day's committed sum) lets it.
@@ -148,10 +117,7 @@ class PostgresLedger:
         return [LedgerRow.model_validate(dict(row.items())) for row in found]
 
     async def close(self) -> None:
-        import anyio
-
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT_SECONDS):
-            await self._pool.close()
+        await self._db.close()
 
 
 def _scoped(period: str, scope: str | None) -> tuple[str, tuple[Any, ...]]:
@@ -166,8 +132,8 @@ def _marks(count: int) -> str:
     return ", ".join(f"${n}" for n in range(1, count + 1))
 
 
-def _unusable(where: str, exc: BaseException, password: str | None) -> str:
-    return (
-        f"the spending ledger in {where} cannot be used right now ({redacted_reason(exc, password)}): "
+def _unusable(where: str, reason: str) -> LedgerError:
+    return LedgerError(
+        f"the spending ledger in {where} cannot be used right now ({reason}): "
         "is PostgreSQL running and reachable? check MCP_IMAGES_DATABASE_URL"
     )

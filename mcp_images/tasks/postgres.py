@@ -24,32 +24,21 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from mcp_images.errors import TaskError
-from mcp_images.tasks.postgres_schema import CHANNEL, COLUMNS, JSON_FIELDS, migrate
+from mcp_images.tasks.pg_database import CONNECT_TIMEOUT_SECONDS, Database, redact_url
+from mcp_images.tasks.postgres_schema import CHANNEL, COLUMNS, JSON_FIELDS
 from mcp_images.tasks.seam import ChangeWatch
 from mcp_images.tasks.store import OwnerRow, TaskRecord, TaskStatus
 
-__all__ = ["PostgresTaskStore", "keep_session", "redact_url", "redacted_reason"]
+__all__ = ["PostgresTaskStore", "redact_url"]
 
-POOL_MIN, POOL_MAX = 1, 10  # connections per replica; a statement is ~1 ms, so 10 carry hundreds of tasks
-CONNECT_TIMEOUT_SECONDS = 5  # a database that does not answer is "down", said quickly
-STATEMENT_TIMEOUT_SECONDS = 10.0
+POOL_MAX = 10  # connections per replica; a statement is ~1 ms, so 10 carry hundreds of tasks
 LISTEN_RETRY_SECONDS = 1.0  # while the listening connection is down, waiters re-read this often
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM mcp_images_tasks"
 _UNFINISHED = "status IN ('queued', 'running')"
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password (``postgresql://app:***@db:5432/images``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 class _Watch:
@@ -120,10 +109,10 @@ class PostgresTaskStore:
 
     shared_hosts = True  # replicas may run in containers that share a pid space and a host name
 
-    def __init__(self, pool: Any, dsn: str) -> None:
-        self._pool = pool
-        self.where = redact_url(dsn)
-        self._password = urlsplit(dsn).password
+    def __init__(self, db: Database, dsn: str) -> None:
+        self._db = db
+        self._conn = db.conn
+        self.where = db.where
         self._listener = _Listener(dsn)
 
     @classmethod
@@ -134,34 +123,7 @@ class PostgresTaskStore:
             TaskError: the database cannot be reached now (try again later).
             ConfigError: it holds a schema from a newer mcp-images.
         """
-        import asyncpg
-
-        where = redact_url(dsn)
-        try:
-            pool = await asyncpg.create_pool(
-                dsn, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_SECONDS,
-                command_timeout=STATEMENT_TIMEOUT_SECONDS, reset=keep_session,
-            )  # fmt: skip
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError) as exc:
-            raise TaskError(_unusable(where, exc, urlsplit(dsn).password)) from exc
-        store = cls(pool, dsn)
-        try:
-            async with store._conn() as conn:
-                await migrate(conn, where)
-        except BaseException:
-            await pool.close()
-            raise
-        return store
-
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Any]:
-        import asyncpg
-
-        try:
-            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
-                yield conn
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise TaskError(_unusable(self.where, exc, self._password)) from exc
+        return cls(await Database.open(dsn, max_size=POOL_MAX, unusable=_unusable), dsn)
 
     async def create(
         self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
@@ -248,20 +210,12 @@ class PostgresTaskStore:
 
     async def ping(self, timeout: float) -> None:
         """A ``SELECT 1`` through the pool, all of it (a connection, the answer) within ``timeout``."""
-        import asyncpg
-
-        try:
-            with anyio.fail_after(timeout):
-                async with self._pool.acquire() as conn:
-                    await conn.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise TaskError(_unusable(self.where, exc, self._password)) from exc
+        await self._db.ping(timeout)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await self._listener.aclose()
-            with anyio.move_on_after(CONNECT_TIMEOUT_SECONDS):
-                await self._pool.close()
+            await self._db.close()
 
     async def _set(self, task_id: str, fields: dict[str, Any], where: str) -> TaskRecord | None:
         unknown = set(fields) - set(COLUMNS[1:])
@@ -293,27 +247,9 @@ def _record(row: Any) -> TaskRecord:
     return TaskRecord.model_validate(data)
 
 
-async def keep_session(_conn: Any) -> None:
-    """A pooled connection's reset: none beyond asyncpg's own ROLLBACK of an open transaction.
-
-    asyncpg's default sends ``CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); RESET
-    ALL`` on every release, a round trip per statement run (8 of ~15.5 per task measured by
-    benchmarks/replicas.py). Nothing here leaves session state on a pooled connection: LISTEN
-    is on the listener's own connection, the advisory locks are transaction-scoped, no
-    cursor outlives its transaction and no ``SET`` is issued (``search_path`` comes from the
-    URL, at connect).
-    """
-
-
-def redacted_reason(exc: BaseException, password: str | None) -> str:
-    """What a driver error says, with the database password (if it quotes it) cut out."""
-    reason = str(exc) or type(exc).__name__
-    return reason.replace(password, "***") if password else reason
-
-
-def _unusable(where: str, exc: BaseException, password: str | None) -> str:
-    return (
-        f"the task database {where} cannot be used right now ({redacted_reason(exc, password)}): is PostgreSQL running and "
+def _unusable(where: str, reason: str) -> TaskError:
+    return TaskError(
+        f"the task database {where} cannot be used right now ({reason}): is PostgreSQL running and "
         "reachable? check MCP_IMAGES_DATABASE_URL; nothing recorded is lost, try again"
     )
 
