@@ -1,4 +1,5 @@
-# mcp-images over streamable HTTP for a team: small, non-root, health-checked.
+# mcp-images over streamable HTTP for a team: small, non-root, health-checked, OpenTelemetry
+# included (off until OTEL_EXPORTER_OTLP_ENDPOINT is set).
 #   docker build -t mcp-images .
 #   docker run -p 8000:8000 -e MCP_IMAGES_API_KEY=sk-... -e MCP_IMAGES_HTTP_TOKENS=alice:<token> mcp-images
 FROM python:3.11-slim AS build
@@ -6,9 +7,9 @@ COPY --from=ghcr.io/astral-sh/uv:0.8 /uv /usr/local/bin/uv
 WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 COPY pyproject.toml uv.lock README.md LICENSE ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra otel --no-install-project
 COPY mcp_images ./mcp_images
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra otel
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 mcp
