@@ -56,6 +56,7 @@ class Runtime:
         self.store = open_image_store(settings, kept_folders(settings))
         self._http = http_client
         self._owns_http = http_client is None
+        self._api: tuple[httpx2.AsyncClient, ImagesAPI] | None = None
         self._http_lock = anyio.Lock()
         self.transport_kind = "stdio"
         self.stateless = False  # --stateless: HTTP keeps no session state (any replica may answer)
@@ -149,11 +150,16 @@ class Runtime:
             return self._http
 
     async def api(self) -> ImagesAPI:
+        """The upstream client: made once per HTTP client (a call asked for it twice or more,
+        ~0.3 ms each: URL parsing, the scrubbed name of the upstream)."""
         from mcp_images.upstream.client import ImagesAPI
 
+        http = await self.http()
+        if self._api is not None and self._api[0] is http:
+            return self._api[1]
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
         api = ImagesAPI(
-            await self.http(),
+            http,
             provider=self.provider,
             base_url=self.settings.base_url,
             api_key=key,
@@ -161,6 +167,7 @@ class Runtime:
             max_retries=self.settings.max_retries,
         )
         api.allowed_hosts = tuple(self.settings.allowed_host_set)
+        self._api = (http, api)
         return api
 
     def input_policy(self, client_roots: list[str] | None = None) -> InputPolicy:

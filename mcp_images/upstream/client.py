@@ -369,10 +369,15 @@ class ImagesAPI:
         limit = max(images, 1) * MAX_ANSWER_BYTES
         _read_big_chunks()
         body = bytearray(_expected_length(response, limit))
+        # An unencoded body still to come is read raw: httpx2's decoder and chunker would only
+        # pass it on (~1 ms of CPU for a 2.9 MB answer). One already read (a mock transport's)
+        # comes from aiter_bytes, which serves the content it holds.
+        raw = _unencoded(response) and not response.is_stream_consumed
+        chunks = response.aiter_raw() if raw else response.aiter_bytes()
         size = 0
         try:
             with within_attempt(response):
-                async for chunk in response.aiter_bytes():
+                async for chunk in chunks:
                     end = size + len(chunk)
                     if end > limit:
                         raise UpstreamError(
@@ -430,10 +435,15 @@ def _read_big_chunks() -> None:
         connection.READ_NUM_BYTES = BODY_READ_BYTES
 
 
+def _unencoded(response: httpx2.Response) -> bool:
+    """Whether the body comes as it is meant (no Content-Encoding but identity)."""
+    return response.headers.get("content-encoding", "identity").strip().lower() in ("", "identity")
+
+
 def _expected_length(response: httpx2.Response, limit: int) -> int:
     """The body's length from Content-Length when it is what the read yields (no content
     encoding) and within ``limit``; else 0 (the buffer grows as the body comes)."""
-    if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+    if not _unencoded(response):
         return 0
     try:
         declared = int(response.headers.get("content-length", ""))
