@@ -169,8 +169,7 @@ async def test_a_sibling_whose_heartbeat_went_quiet_while_its_process_lives_keep
     with sqlite3.connect(db) as other:
         other.execute("UPDATE owners SET seen_at = ?", (time.time() - 10 * tasks.OWNER_STALE_SECONDS,))
     other.close()
-    job = store.create("generate_image", {}, owner="sibling")
-    store.mark_running(job.id)
+    job = store.create("generate_image", {}, owner="sibling", status="running")
     manager = tasks.TaskManager(store, error_to_dict=lambda exc: {"message": str(exc)})
     with anyio.fail_after(5):
         async with manager.running():

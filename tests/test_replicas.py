@@ -74,8 +74,7 @@ async def dead_replicas_task(opener: Opener, *, provider_task_id: str | None = N
     try:
         await store.touch_owner("dead-replica", 1, "a-host-that-is-gone")
         record = await store.create("generate_image", {"arguments": {"prompt": "a fox"}}, owner="dead-replica",
-                                    provider="302ai")  # fmt: skip
-        await store.mark_running(record.id)
+                                    provider="302ai", status="running")  # fmt: skip
         if provider_task_id:
             await store.update(record.id, provider_task_id=provider_task_id)
         return record

@@ -75,8 +75,7 @@ async def test_a_created_task_reads_back_as_it_was_recorded(store: TaskStoreSeam
 
 
 async def test_updates_and_outcomes_are_kept_and_a_finished_task_is_not_finished_again(store: TaskStoreSeam) -> None:
-    made = await store.create("edit_image", {}, owner="a")
-    await store.mark_running(made.id)
+    made = await store.create("edit_image", {}, owner="a", status="running")
     running = await store.update(made.id, phase="saving", progress=["partial image 1 saved"])
     assert (running.status, running.phase, running.progress) == ("running", "saving", ["partial image 1 saved"])
     cancelled = await store.finish(made.id, "cancelled", error={"message": "cancelled on request"})

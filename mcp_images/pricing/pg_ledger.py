@@ -76,7 +76,9 @@ class PostgresLedger:
         insert = f"INSERT INTO mcp_images_ledger ({names}) VALUES ({_marks(len(values))}) RETURNING id"
         async with self._conn() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_SPACE, f"{call.day}|{scope}")
-            held = await conn.fetchval(f"SELECT COALESCE(SUM(charged_usd), 0) FROM mcp_images_ledger WHERE {where}", *params)
+            held = await conn.fetchval(
+                f"SELECT COALESCE(SUM(charged_usd), 0) FROM mcp_images_ledger WHERE {where}", *params
+            )
             admit(float(held))
             return int(await conn.fetchval(insert, *values))
 

@@ -126,7 +126,13 @@ class PostgresTaskStore:
         return cls(await Database.open(dsn, max_size=POOL_MAX, unusable=_unusable), dsn)
 
     async def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        owner: str,
+        provider: str | None = None,
+        identity: str = "local",
         status: TaskStatus = "queued",
     ) -> TaskRecord:
         now = time.time()
@@ -138,7 +144,9 @@ class PostgresTaskStore:
         }  # fmt: skip
         marks = ", ".join(f"${n}" for n in range(1, len(COLUMNS) + 1))
         async with self._conn() as conn:
-            await conn.execute(f"INSERT INTO mcp_images_tasks ({', '.join(COLUMNS)}) VALUES ({marks})", *_params(fields))
+            await conn.execute(
+                f"INSERT INTO mcp_images_tasks ({', '.join(COLUMNS)}) VALUES ({marks})", *_params(fields)
+            )
         return TaskRecord.model_validate(fields)
 
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -154,9 +162,6 @@ class PostgresTaskStore:
         fields.update(status=status, finished_at=time.time())
         record = await self._set(task_id, fields, f" AND {_UNFINISHED}")
         return record if record is not None else await self._must_get(task_id)
-
-    async def mark_running(self, task_id: str) -> None:
-        await self._set(task_id, {"status": "running"}, " AND status = 'queued'")
 
     async def claim(self, task_id: str, old_owner: str, new_owner: str) -> bool:
         sql = (
@@ -252,4 +257,3 @@ def _unusable(where: str, reason: str) -> TaskError:
         f"the task database {where} cannot be used right now ({reason}): is PostgreSQL running and "
         "reachable? check MCP_IMAGES_DATABASE_URL; nothing recorded is lost, try again"
     )
-

@@ -31,7 +31,13 @@ class TaskStoreSeam(Protocol):
     where: str  # for messages: a path, or the database URL without its password
 
     async def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        owner: str,
+        provider: str | None = None,
+        identity: str = "local",
         status: TaskStatus = "queued",
     ) -> TaskRecord:
         """A new record (queued, or running when its job starts at once), durable before it returns
@@ -44,7 +50,6 @@ class TaskStoreSeam(Protocol):
         """Finish unless already finished (a cancel or a survivor's verdict wins)."""
         ...
 
-    async def mark_running(self, task_id: str) -> None: ...
     async def claim(self, task_id: str, old_owner: str, new_owner: str) -> bool:
         """Take a task over from a gone owner: True for exactly one claimant."""
         ...

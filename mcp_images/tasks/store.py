@@ -179,7 +179,13 @@ class TaskStore:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        owner: str,
+        provider: str | None = None,
+        identity: str = "local",
         status: TaskStatus = "queued",
     ) -> TaskRecord:
         now = time.time()
@@ -215,10 +221,6 @@ class TaskStore:
         fields.update(status=status, finished_at=time.time())
         self._set(task_id, fields, " AND status IN ('queued', 'running')")
         return self._must_get(task_id)
-
-    def mark_running(self, task_id: str) -> None:
-        """queued -> running (a task cancelled meanwhile stays cancelled)."""
-        self._set(task_id, {"status": "running"}, " AND status = 'queued'")
 
     def claim(self, task_id: str, old_owner: str, new_owner: str) -> bool:
         """Take a task over from a gone owner; False if another server took it first."""
@@ -296,7 +298,13 @@ class AsyncTaskStore:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._read_limiter)
 
     async def create(
-        self, tool: str, args: dict[str, Any], *, owner: str, provider: str | None = None, identity: str = "local",
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        owner: str,
+        provider: str | None = None,
+        identity: str = "local",
         status: TaskStatus = "queued",
     ) -> TaskRecord:
         return await self._call(
@@ -311,9 +319,6 @@ class AsyncTaskStore:
 
     async def finish(self, task_id: str, status: TaskStatus, **fields: Any) -> TaskRecord:
         return await self._call(self.store.finish, task_id, status, **fields)
-
-    async def mark_running(self, task_id: str) -> None:
-        await self._call(self.store.mark_running, task_id)
 
     async def claim(self, task_id: str, old_owner: str, new_owner: str) -> bool:
         return await self._call(self.store.claim, task_id, old_owner, new_owner)
