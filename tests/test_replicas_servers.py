@@ -129,3 +129,24 @@ async def test_a_replica_without_its_database_says_why_and_hides_the_password(
     assert result.is_error and "cannot be used right now" in text
     assert "pg-pass-77" not in text and "postgresql://app:***@" in text
 
+
+async def test_under_a_budget_a_replica_whose_ledger_database_is_down_spends_nothing_and_says_why(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://app:pg-pass-78@127.0.0.1:{port}/x"
+    settings = make_settings(tmp_path, sandbox.base_url, database_url=url, daily_budget=5.0)
+    with anyio.fail_after(30):
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("generate_image", {"prompt": "a fox"})
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert result.is_error and result.structured_content is not None
+    assert result.structured_content["error"]["type"] == "SpendingRefused"
+    assert "the spending ledger in postgresql://app:***@" in text and "Nothing was sent upstream" in text
+    assert "pg-pass-78" not in text
+    assert not list((tmp_path / "out").glob("**/*.png"))
+
