@@ -208,6 +208,24 @@ async def test_connection_refused_names_the_upstream_without_the_key(tmp_path: P
     assert TEST_KEY not in json.dumps(result.model_dump(mode="json"))
 
 
+async def test_a_png_cut_short_inside_its_pixels_is_an_error_that_keeps_its_paid_bytes(tmp_path: Path) -> None:
+    """The header reads, the pixels do not decode: the bytes were paid for, so they stay saved
+    (untouched) and the error names the file, instead of the bytes being thrown away."""
+    buf = io.BytesIO()
+    Image.effect_noise((256, 256), 64).convert("RGB").save(buf, "PNG")
+    cut = buf.getvalue()[: len(buf.getvalue()) // 2]
+    body = json.dumps({"created": 1, "data": [{"b64_json": base64.b64encode(cut).decode()}]}).encode()
+    async with fault_server() as fs:
+        fs.behaviour = answer(200, body)
+        result, schema = await call_with(tmp_path, f"http://127.0.0.1:{fs.port}/v1", {})
+    assert result.is_error
+    jsonschema.validate(result.structured_content, schema)
+    message = result.structured_content["error"]["message"]
+    files = saved(tmp_path)
+    assert "cannot be decoded" in message and len(files) == 1
+    assert str(files[0]) in message and files[0].read_bytes() == cut
+
+
 async def test_fewer_images_than_asked_for_keeps_them_and_says_so(tmp_path: Path) -> None:
     async with fault_server() as fs:
         fs.behaviour = answer(200, images(2))

@@ -12,6 +12,8 @@ preview is a still raster (a GIF's first frame, an SVG rendered by resvg).
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +36,7 @@ SAVED_FORMATS = frozenset({"png", "jpeg", "webp", "gif", "svg"})
 # Sent whole as image content when inline=full and they fit; a client may refuse image/gif or
 # image/svg+xml content, and a model sees one still frame anyway: those get a preview.
 INLINE_FORMATS = frozenset({"png", "jpeg", "webp"})
+SAVE_THREADS = 4  # saves at once beside the previews: a save mostly waits on the disk
 
 
 @dataclass
@@ -141,27 +144,70 @@ def preview_budget(rt: Runtime, count: int) -> int:
 
 
 def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int, created: list[Path]) -> SavedImage:
-    """Preview first (its decode also proves the bytes are a whole image, and says their
-    format and size), then save: the image is opened and decoded once.
+    """Save the image and make its preview; every file written is appended to ``created``.
+
+    A PNG, JPEG or WebP is saved (write, fsync: mostly waiting on the disk) in a thread of its
+    own while this one decodes it for the preview, from the facts its header gives; the
+    decode proves the bytes whole. Bytes that turn out not to decode stay saved (they were
+    paid for), in ``created``, which the caller's error names. A GIF or an SVG is previewed first and then saved: a
+    GIF is walked to its last frame, an SVG's size comes from its document.
 
     Raises:
         UpstreamError: the bytes are not a usable image.
         ConfigError: the output folder refused the file.
     """
-    from mcp_images.imaging.formats import SNIFF_BYTES, sniff_format
+    from mcp_images.imaging.formats import SNIFF_BYTES, probe, sniff_format
     from mcp_images.imaging.previews import base64_len, make_preview
 
     mode = rt.settings.inline
-    preview = None
     inlinable = sniff_format(data[:SNIFF_BYTES]) in INLINE_FORMATS
     inline_full = mode == "full" and inlinable and base64_len(len(data)) <= budget
-    if mode != "none" and not inline_full:
-        try:
-            preview = make_preview(data, max_b64_chars=budget)
-        except InputError as exc:
-            raise UpstreamError(f"the upstream sent an image that cannot be decoded: {exc}") from exc
-    # A GIF is still walked to its last frame (the preview decoded only the first).
-    info = preview.source if preview is not None and preview.source and preview.source.format != "gif" else None
-    stored = save_bytes(rt, data, params, verify=preview is None, info=info)
+    if mode == "none" or inline_full:
+        return SavedImage(_saved_now(rt, data, params, created, verify=True), inline_full=inline_full)
+    if not inlinable:
+        preview = _preview(make_preview, data, budget)
+        # A GIF is still walked to its last frame (the preview decoded only the first).
+        info = preview.source if preview.source and preview.source.format != "gif" else None
+        return SavedImage(_saved_now(rt, data, params, created, verify=False, info=info), preview=preview)
+    try:
+        header = probe(data, verify=False)
+    except InputError as exc:
+        raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
+    saving = _saver().submit(save_bytes, rt, data, params, info=header)
+    try:
+        preview = _preview(make_preview, data, budget)
+    except BaseException:
+        _saved_later(saving, created)  # kept: the caller's error names every file of the call
+        raise
+    return SavedImage(_saved_later(saving, created), preview=preview)
+
+
+def _preview(make_preview: Callable[..., Preview], data: bytes, budget: int) -> Preview:
+    try:
+        return make_preview(data, max_b64_chars=budget)
+    except InputError as exc:
+        raise UpstreamError(f"the upstream sent an image that cannot be decoded: {exc}") from exc
+
+
+def _saved_now(
+    rt: Runtime, data: bytes, params: ImageParams, created: list[Path], *, verify: bool, info: ImageInfo | None = None
+) -> StoredImage:
+    stored = save_bytes(rt, data, params, verify=verify, info=info)
     created.append(stored.path)
-    return SavedImage(stored, preview=preview, inline_full=inline_full)
+    return stored
+
+
+def _saved_later(saving: Future[StoredImage], created: list[Path]) -> StoredImage:
+    stored = saving.result()  # raises what the save raised
+    created.append(stored.path)
+    return stored
+
+
+_SAVERS: list[ThreadPoolExecutor] = []
+
+
+def _saver() -> ThreadPoolExecutor:
+    """The threads that save images while previews are made (made on first use)."""
+    if not _SAVERS:
+        _SAVERS.append(ThreadPoolExecutor(max_workers=SAVE_THREADS, thread_name_prefix="mcp-images-save"))
+    return _SAVERS[0]
