@@ -296,6 +296,10 @@ class TaskManager:
         """
         record = await self.start(tool, args, job, send=send, identity=identity)
         live = self._live[record.id]
+        # Nobody knows this task's id before it is handed off, so its first phase need not be
+        # written at once: it waits for the second's heartbeat, or goes in with the outcome
+        # (a new note is still written at once). One write fewer for a call that ends sooner.
+        live.last_written, live.last_write_at = ("", []), time.monotonic()
         try:
             with anyio.move_on_after(math.inf if handoff_after is None else handoff_after):
                 await _first_of(live.done, handoff)
@@ -391,7 +395,8 @@ class TaskManager:
         """Store phase and notes: the first phase and every new note at once, then a phase
         change or a heartbeat at most once a second (a phase entered sooner waits for the next
         write, or goes in with the outcome: a call that ends within the second writes its
-        record three times in all, made (running), its first phase and finished, besides its notes)."""
+        record three times in all, made (running), its first phase and finished, besides its notes;
+        a call a client waits on writes it twice, see `run_attached`)."""
         if live.progress is None:
             return
         state = (live.progress.phase_name, list(live.progress.events))
