@@ -12,7 +12,6 @@ preview is a still raster (a GIF's first frame, an SVG rendered by resvg).
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,8 @@ SAVED_FORMATS = frozenset({"png", "jpeg", "webp", "gif", "svg"})
 # image/svg+xml content, and a model sees one still frame anyway: those get a preview.
 INLINE_FORMATS = frozenset({"png", "jpeg", "webp"})
 SAVE_THREADS = 4  # saves at once beside the previews: a save mostly waits on the disk
+# Its threads start with the first save (asyncio has imported concurrent.futures already).
+_SAVER = ThreadPoolExecutor(max_workers=SAVE_THREADS, thread_name_prefix="mcp-images-save")
 
 
 @dataclass
@@ -149,15 +150,16 @@ def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int,
     A PNG, JPEG or WebP is saved (write, fsync: mostly waiting on the disk) in a thread of its
     own while this one decodes it for the preview, from the facts its header gives; the
     decode proves the bytes whole. Bytes that turn out not to decode stay saved (they were
-    paid for), in ``created``, which the caller's error names. A GIF or an SVG is previewed first and then saved: a
-    GIF is walked to its last frame, an SVG's size comes from its document.
+    paid for) and listed in ``created``, which the caller's error names. A GIF or an SVG is
+    previewed first and then saved: a GIF is walked to its last frame, an SVG's size comes
+    from its document.
 
     Raises:
         UpstreamError: the bytes are not a usable image.
         ConfigError: the output folder refused the file.
     """
     from mcp_images.imaging.formats import SNIFF_BYTES, probe, sniff_format
-    from mcp_images.imaging.previews import base64_len, make_preview
+    from mcp_images.imaging.previews import base64_len
 
     mode = rt.settings.inline
     inlinable = sniff_format(data[:SNIFF_BYTES]) in INLINE_FORMATS
@@ -165,7 +167,7 @@ def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int,
     if mode == "none" or inline_full:
         return SavedImage(_saved_now(rt, data, params, created, verify=True), inline_full=inline_full)
     if not inlinable:
-        preview = _preview(make_preview, data, budget)
+        preview = _preview(data, budget)
         # A GIF is still walked to its last frame (the preview decoded only the first).
         info = preview.source if preview.source and preview.source.format != "gif" else None
         return SavedImage(_saved_now(rt, data, params, created, verify=False, info=info), preview=preview)
@@ -173,16 +175,18 @@ def save_and_preview(rt: Runtime, data: bytes, params: ImageParams, budget: int,
         header = probe(data, verify=False)
     except InputError as exc:
         raise UpstreamError(f"the upstream sent an image that cannot be used: {exc}") from exc
-    saving = _saver().submit(save_bytes, rt, data, params, info=header)
+    saving = _SAVER.submit(save_bytes, rt, data, params, info=header)
     try:
-        preview = _preview(make_preview, data, budget)
+        preview = _preview(data, budget)
     except BaseException:
         _saved_later(saving, created)  # kept: the caller's error names every file of the call
         raise
     return SavedImage(_saved_later(saving, created), preview=preview)
 
 
-def _preview(make_preview: Callable[..., Preview], data: bytes, budget: int) -> Preview:
+def _preview(data: bytes, budget: int) -> Preview:
+    from mcp_images.imaging.previews import make_preview
+
     try:
         return make_preview(data, max_b64_chars=budget)
     except InputError as exc:
@@ -202,12 +206,3 @@ def _saved_later(saving: Future[StoredImage], created: list[Path]) -> StoredImag
     created.append(stored.path)
     return stored
 
-
-_SAVERS: list[ThreadPoolExecutor] = []
-
-
-def _saver() -> ThreadPoolExecutor:
-    """The threads that save images while previews are made (made on first use)."""
-    if not _SAVERS:
-        _SAVERS.append(ThreadPoolExecutor(max_workers=SAVE_THREADS, thread_name_prefix="mcp-images-save"))
-    return _SAVERS[0]
