@@ -113,15 +113,20 @@ async def test_replicas_on_one_database_draw_on_one_daily_budget(replica_setting
         assert view["day"]["committed"] <= budget
 
 
-async def test_a_replica_without_its_database_says_why_and_hides_the_password(
-    tmp_path: Path, sandbox: Any
-) -> None:
+def closed_port() -> int:
+    """A loopback port nothing listens on (a database that is down)."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings = make_settings(tmp_path, sandbox.base_url, database_url=f"postgresql://app:pg-pass-77@127.0.0.1:{port}/x")
+        return sock.getsockname()[1]
+
+
+async def test_a_replica_without_its_database_says_why_and_hides_the_password(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    url = f"postgresql://app:pg-pass-77@127.0.0.1:{closed_port()}/x"
+    settings = make_settings(tmp_path, sandbox.base_url, database_url=url)
     with anyio.fail_after(30):
         async with Client(create_server(settings)) as client:
             result = await client.call_tool("generate_image", {"prompt": "a fox", "async": True})
@@ -133,12 +138,7 @@ async def test_a_replica_without_its_database_says_why_and_hides_the_password(
 async def test_under_a_budget_a_replica_whose_ledger_database_is_down_spends_nothing_and_says_why(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"postgresql://app:pg-pass-78@127.0.0.1:{port}/x"
+    url = f"postgresql://app:pg-pass-78@127.0.0.1:{closed_port()}/x"
     settings = make_settings(tmp_path, sandbox.base_url, database_url=url, daily_budget=5.0)
     with anyio.fail_after(30):
         async with Client(create_server(settings)) as client:
