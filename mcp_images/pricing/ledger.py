@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLUMNS", "SUMS", "Ledger", "LedgerError", "LedgerRow", "NewCall", "Settlement", "SqliteLedger", "Totals",
-    "cents", "new_row_values", "open_ledger", "recorded_row_values", "sqlite_ledger_path", "where_ledger_is",
+    "cents", "new_row_values", "open_ledger", "recorded_row_values", "scoped", "sqlite_ledger_path", "where_ledger_is",
 ]  # fmt: skip
 
 FILE_NAME = "spending.sqlite3"
@@ -162,12 +162,13 @@ class Ledger(Protocol):
     async def close(self) -> None: ...
 
 
-def _scoped(period: str, scope: str | None) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause for a period (``YYYY-MM-DD`` a day, ``YYYY-MM`` a month) and a scope."""
+def scoped(period: str, scope: str | None, mark: Callable[[int], str] = lambda _: "?") -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause for a period (``YYYY-MM-DD`` a day, ``YYYY-MM`` a month) and a scope;
+    ``mark(n)`` is the dialect's n-th placeholder (``?`` here, ``$n`` in PostgreSQL)."""
     column = "day" if len(period) == 10 else "month"
     if scope is None:
-        return f"{column} = ?", (period,)
-    return f"{column} = ? AND identity = ?", (period, scope)
+        return f"{column} = {mark(1)}", (period,)
+    return f"{column} = {mark(1)} AND identity = {mark(2)}", (period, scope)
 
 
 SUMS = (
@@ -214,7 +215,7 @@ class SqliteLedger:
             raise LedgerError(f"the spending ledger {self.path} cannot be used right now ({exc})") from exc
 
     def _reserve(self, call: NewCall, scope: str | None, admit: Admit) -> int:
-        where, params = _scoped(call.day, scope)
+        where, params = scoped(call.day, scope)
         values = new_row_values(call)
         names = ", ".join(COLUMNS[1:16])
         try:
@@ -272,7 +273,7 @@ class SqliteLedger:
 
     async def totals(self, *, period: str, scope: str | None, by_model: bool = False) -> dict[str, Totals]:
         """The period's totals, under ``""`` (or by model)."""
-        where, params = _scoped(period, scope)
+        where, params = scoped(period, scope)
         key = "model" if by_model else "''"
         sql = f"SELECT {key}, {SUMS} FROM ledger WHERE {where} GROUP BY 1 ORDER BY 1"
         found = await self._call(self._run, sql, params)
@@ -281,7 +282,7 @@ class SqliteLedger:
 
     async def rows(self, *, period: str, scope: str | None, limit: int = 100) -> list[LedgerRow]:
         """The period's rows, newest first."""
-        where, params = _scoped(period, scope)
+        where, params = scoped(period, scope)
         sql = f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE {where} ORDER BY id DESC LIMIT ?"
         found = await self._call(self._run, sql, (*params, limit))
         return [LedgerRow.model_validate(dict(zip(COLUMNS, row, strict=True))) for row in found]

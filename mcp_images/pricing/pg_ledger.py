@@ -30,6 +30,7 @@ from mcp_images.pricing.ledger import (
     cents,
     new_row_values,
     recorded_row_values,
+    scoped,
 )
 from mcp_images.tasks.pg_database import Database
 
@@ -123,11 +124,7 @@ class PostgresLedger:
 
 
 def _scoped(period: str, scope: str | None) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause for a period (``YYYY-MM-DD`` a day, ``YYYY-MM`` a month) and a scope."""
-    column = "day" if len(period) == 10 else "month"
-    if scope is None:
-        return f"{column} = $1", (period,)
-    return f"{column} = $1 AND identity = $2", (period, scope)
+    return scoped(period, scope, lambda n: f"${n}")
 
 
 def _marks(count: int) -> str:
