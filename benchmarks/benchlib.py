@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -453,10 +452,9 @@ async def serve_app(app: Any, *, backlog: int = 128) -> AsyncIterator[str]:
         def capture_signals(self) -> Iterator[None]:  # Ctrl-C stays the benchmark's
             yield
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(backlog)
+    from mcp_images.listening import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0, backlog=backlog)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, http="h11", lifespan="off", log_level="warning", access_log=False)
     server = _Quiet(config)

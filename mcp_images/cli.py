@@ -170,8 +170,7 @@ def serve_http(server: Any, *, host: str, port: int) -> int:
     first, so "serving" is said only once it is true, and a port in use is one clear line.
     Returns the exit code (2: the address cannot be bound).
     """
-    import socket
-
+    from mcp_images.listening import listening_socket
     from mcp_images.server.http_app import exposure_problem, run_http
 
     if (refusal := exposure_problem(server.runtime.settings, host)) is not None:
@@ -179,7 +178,7 @@ def serve_http(server: Any, *, host: str, port: int) -> int:
         return 2
     bind = host.strip("[]")
     try:
-        sock = socket.create_server((bind, port), family=socket.AF_INET6 if ":" in bind else socket.AF_INET)
+        sock = listening_socket(bind, port)
     except OSError as exc:
         sys.stderr.write(
             f"mcp-images: cannot listen on {http_url(host, port).removesuffix('/mcp')}: {os.strerror(exc.errno) if exc.errno else exc}; "

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import uvicorn
 
+from mcp_images.listening import listening_socket
 from mcp_images.sandbox.app import create_app
 from mcp_images.sandbox.state import SandboxState
 
@@ -75,16 +76,6 @@ class _Server(uvicorn.Server):
                 await self._stop.wait()
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 def _origin(host: str, sock: socket.socket) -> str:
     port = sock.getsockname()[1]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -115,7 +106,7 @@ async def serve_sandbox(*, host: str = "127.0.0.1", port: int = 0, **app_kwargs:
         TimeoutError: uvicorn did not start within STARTUP_TIMEOUT seconds.
     """
     app = create_app(**app_kwargs)
-    sock = _bind(host, port)
+    sock = listening_socket(host, port)
     server = _Server(_config(app, host, port, "warning"))
     stopped = anyio.Event()
 
@@ -154,7 +145,7 @@ def run(host: str = "127.0.0.1", port: int = 0, **app_kwargs: Any) -> None:
         OSError: the address cannot be bound.
     """
     app = create_app(**app_kwargs)
-    sock = _bind(host, port)
+    sock = listening_socket(host, port)
     origin = _origin(host, sock)
     print(f"sandbox listening on {origin}/v1", flush=True)  # noqa: T201 - CLI output
     print(  # noqa: T201 - CLI output
