@@ -151,9 +151,19 @@ async def stdio_figures(report: Any, work: Path, *, pairs: int, warmup: int, flo
             return response.json()
 
         env = bl.server_env(base_url, work / "photo-stdio")
-        async with Client(bl.server_params(env, work), mode="legacy", cache=None) as client:
+        minimal = bl.server_params(
+            os.environ | {"PYTHONPATH": str(bl.REPO)},
+            work,
+            [str(Path(__file__).with_name("minimal_image_server.py")), base_url, str(work / "photo-minimal")],
+        )
+        async with (
+            Client(bl.server_params(env, work), mode="legacy", cache=None) as client,
+            Client(minimal, mode="legacy", cache=None) as bare,
+        ):
             await client.list_tools()
+            await bare.list_tools()
             pid = bl.find_child("mcp_images", "serve")
+            bare_pid = bl.find_child("minimal_image_server.py")
             for size in SIZES:
                 args = {"prompt": PROMPT, "size": size}
                 result = None
@@ -161,9 +171,14 @@ async def stdio_figures(report: Any, work: Path, *, pairs: int, warmup: int, flo
                     result = await client.call_tool("generate_image", args)
                     assert not result.is_error, getattr(result.content[0], "text", "")
                     await direct()
+                pw, ph = preview_size_of(result)
+                bare_args = {**args, "preview": f"{pw}x{ph}"}
+                for _ in range(warmup):
+                    await bare.call_tool("generate_image", bare_args)
                 ours: list[float] = []
                 floor_wall: list[float] = []
                 server_cpu: list[float] = []
+                bare_cpu: list[float] = []
                 for _ in range(pairs):
                     cpu0 = bl.proc_cpu_seconds(pid)
                     t, result = await bl.timed(lambda a=args: client.call_tool("generate_image", a))
@@ -172,17 +187,41 @@ async def stdio_figures(report: Any, work: Path, *, pairs: int, warmup: int, flo
                     ours.append(t)
                     t, _ = await bl.timed(direct)
                     floor_wall.append(t)
+                    cpu0 = bl.proc_cpu_seconds(bare_pid)
+                    answered = await bare.call_tool("generate_image", bare_args)
+                    bare_cpu.append(bl.proc_cpu_seconds(bare_pid) - cpu0)
+                    assert not answered.is_error, getattr(answered.content[0], "text", "")
                 answer = app.state.last_answer  # what the direct POST just got
                 alone = await _upstream_alone(direct, pairs)
                 floor = measure_floor(answer, preview_size_of(result), work, floor_runs)
                 floors[size] = floor
                 served = floor_with_server_allocator(size, preview_size_of(result), floor_runs)
                 _stdio_rows(report, size, ours, floor_wall, server_cpu, floor, alone, len(images[size]), result)
+                _stack_floor_row(report, size, server_cpu, bare_cpu, floor)
                 report.note(
                     f"photo {size}: the same floor with the server's allocator settings (one heap arena, big "
                     f"buffers reused): {served.line()}"
                 )
     return floors
+
+
+def _stack_floor_row(report: Any, size: str, ours: list[float], bare: list[float], floor: Floor) -> None:
+    """The bare SDK server (`minimal_image_server.py`) against the floor and against ours."""
+    cpu, bare_cpu = bl.median(ours), bl.median(bare)
+    report.add(
+        f"b. stack floor: a bare MCPServer doing only the floor's work, {size} (stdio, median of {len(bare)})",
+        bl.ms(cpu),
+        f"{bl.ms(bare_cpu)} (bare server), {bl.ms(floor.total)} (floor)",
+        f"ours {cpu / bare_cpu:.2f}x the bare server; the bare server {bare_cpu / floor.total:.2f}x the floor",
+        "(informative)",
+        None,
+    )
+    report.note(
+        f"photo {size}: stack floor (benchmarks/minimal_image_server.py: the SDK, one httpx2 POST, the floor's "
+        f"steps in one worker thread, no product logic) server CPU per call {bl.spread_ms(bare)}; what the "
+        f"SDK and the HTTP client add to the floor: {bl.ms(bare_cpu - floor.total)}; what mcp-images adds to "
+        f"that: {bl.ms(cpu - bare_cpu)}"
+    )
 
 
 async def _upstream_alone(direct: Any, runs: int) -> float:

@@ -273,7 +273,8 @@ class ThreadProfiles:
         stats = pstats.Stats(self.profiles[0], stream=io.StringIO())
         for profile in self.profiles[1:]:
             profile.create_stats()
-            stats.add(profile)
+            if profile.stats:  # type: ignore[attr-defined]  # a thread that ran nothing since clear()
+                stats.add(profile)
         return stats
 
 
