@@ -7,7 +7,9 @@ decode, BOX resize to the given preview size, JPEG encode at quality 80, and it 
 preview as image content plus a line of text. No validation, no task record, no ledger, no
 progress, no limits. `photo.stdio_figures` runs it beside mcp-images against the same upstream:
 its CPU per call, over the floor, is what the SDK and the HTTP client cost before any product
-logic. Run as ``python benchmarks/minimal_image_server.py BASE_URL OUT_DIR`` (stdio).
+logic. Run as ``python benchmarks/minimal_image_server.py BASE_URL OUT_DIR [PORT]``: stdio, or
+with PORT the SDK's own streamable HTTP on 127.0.0.1 (`photo.http_figure` puts the HTTP load on
+it too).
 """
 
 from __future__ import annotations
@@ -65,4 +67,7 @@ if __name__ == "__main__":
 
     httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES = 1024 * 1024  # pyright: ignore[reportAttributeAccessIssue]  # as ours
     OUT.mkdir(parents=True, exist_ok=True)
-    server.run()
+    if len(sys.argv) > 3:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[3]))
+    else:
+        server.run()

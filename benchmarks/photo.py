@@ -48,6 +48,7 @@ class Floor:
     stages: dict[str, float]
     total: float
     best: float
+    preview: tuple[int, int] = (0, 0)  # the preview size the floor resized to
 
     def line(self) -> str:
         parts = ", ".join(f"{name} {secs * 1000:.1f}" for name, secs in self.stages.items())
@@ -90,7 +91,7 @@ def measure_floor(answer: bytes, preview_size: tuple[int, int], work: Path, runs
             per_stage[name].append(t1 - t0)
         totals.append(marks[-1] - marks[0])
     path.unlink(missing_ok=True)
-    return Floor({k: bl.median(v) for k, v in per_stage.items()}, bl.median(totals), min(totals))
+    return Floor({k: bl.median(v) for k, v in per_stage.items()}, bl.median(totals), min(totals), preview_size)
 
 
 def floor_with_server_allocator(size: str, preview_size: tuple[int, int], runs: int) -> Floor:
@@ -315,6 +316,7 @@ async def http_figure(report: Any, work: Path, floor: Floor, *, calls: int, late
             peak = bl.proc_memory(proc.pid).get("VmHWM", 0)
         finally:
             bl.stop_process(proc, grace=40)
+        bare = await _bare_server_http(base_url, work, floor, calls)
     cores = os.cpu_count() or 2
     target = latency + HTTP_SLACK * (calls * floor.total / cores)
     report.add(
@@ -333,6 +335,33 @@ async def http_figure(report: Any, work: Path, floor: Floor, *, calls: int, late
         f"using {alone_upstream_cpu:.2f} s of CPU (its client {alone_cpu:.2f} s); 2 cores are shared by the "
         "server, the clients and the upstream"
     )
+    bare_wall, bare_errors, bare_cpu = bare
+    report.add(
+        f"g. stack floor over HTTP: a bare MCPServer doing only the floor's work, the same {calls} calls (wall)",
+        f"{wall:.2f} s ({server_cpu / calls * 1000:.1f} ms CPU per call)",
+        f"{bare_wall:.2f} s, {bare_errors} errors ({bare_cpu / calls * 1000:.1f} ms CPU per call; bare server)",
+        f"ours {wall / bare_wall:.2f}x the bare server's wall",
+        f"(informative: the target above is {target:.2f} s)",
+        None,
+    )
+
+
+async def _bare_server_http(base_url: str, work: Path, floor: Floor, calls: int) -> tuple[float, int, float]:
+    """(wall, errors, server CPU) of the same load on `minimal_image_server.py` over the SDK's HTTP."""
+    port = _free_port()
+    script = Path(__file__).with_name("minimal_image_server.py")
+    cmd = [sys.executable, str(script), base_url, str(work / "photo-http-bare"), str(port)]
+    env = os.environ | {"PYTHONPATH": str(bl.REPO)}
+    proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_listening(port)
+        cpu0 = bl.proc_cpu_seconds(proc.pid)
+        pw, ph = floor.preview
+        args = {"prompt": PROMPT, "size": "1024x1024", "preview": f"{pw}x{ph}"}
+        wall, errors, _ = await _through_server(f"http://127.0.0.1:{port}/mcp", calls, sessions=10, args=args)
+        return wall, errors, bl.proc_cpu_seconds(proc.pid) - cpu0
+    finally:
+        bl.stop_process(proc, grace=40)
 
 
 async def _post(http: Any, url: str) -> None:
@@ -340,8 +369,11 @@ async def _post(http: Any, url: str) -> None:
     response.raise_for_status()
 
 
-async def _through_server(url: str, calls: int, *, sessions: int) -> tuple[float, int, int]:
+async def _through_server(
+    url: str, calls: int, *, sessions: int, args: dict[str, Any] | None = None
+) -> tuple[float, int, int]:
     """(wall seconds, error results, answered calls) of ``calls`` at once over ``sessions``."""
+    tool_args = args or {"prompt": PROMPT, "size": "1024x1024"}
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -358,7 +390,7 @@ async def _through_server(url: str, calls: int, *, sessions: int) -> tuple[float
 
             async def one() -> None:
                 nonlocal errors, done
-                result = await client.call_tool("generate_image", {"prompt": PROMPT, "size": "1024x1024"})
+                result = await client.call_tool("generate_image", tool_args)
                 errors += bool(result.is_error)
                 done += 1
 
