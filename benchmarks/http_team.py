@@ -13,7 +13,9 @@ every call run at once); its CPU (user+sys from /proc) and peak RSS (VmHWM) are 
 run ends. The target is issue 11's: wall time within 1 s + 1.3 x (calls x the per-image floor
 / cores), the floor (`photo.measure_floor`: JSON parse, base64 decode, write+fsync, PNG decode,
 resize to the preview's size, JPEG encode) measured in this run on the photo-like image.
-Prints figures; asserts nothing.
+Last, the same calls go to the bare MCPServer of `minimal_image_server.py` (the SDK's own
+streamable HTTP, no auth, only the floor's work): what the stack itself does under this load on
+these cores. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -167,7 +169,12 @@ async def main(args: argparse.Namespace) -> None:
                 others = (bl.proc_cpu_seconds(upstream.pid) - up0, time.process_time() - me0, alone_cpu)
             finally:
                 bl.stop_process(proc, grace=40)
+            bare = await photo.bare_server_http(up_url, Path(tmp), floor, args.calls, args.sessions)
     report(args, (alone_wall, alone), (wall, times, errors), ((cpu1 - cpu0) / args.calls, peak), floor, others, len(png))
+    bare_wall, bare_errors, bare_cpu = bare
+    print(f"the same {args.calls} calls on a bare MCPServer doing only the floor's work (benchmarks/"
+          f"minimal_image_server.py, the SDK's own HTTP, no auth): {bare_wall:.2f} s wall, {bare_errors} errors, "
+          f"{bare_cpu / args.calls * 1000:.1f} ms CPU per call; through mcp-images {wall / bare_wall:.2f}x its wall")  # fmt: skip
 
 
 def report(

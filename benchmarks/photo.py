@@ -316,7 +316,7 @@ async def http_figure(report: Any, work: Path, floor: Floor, *, calls: int, late
             peak = bl.proc_memory(proc.pid).get("VmHWM", 0)
         finally:
             bl.stop_process(proc, grace=40)
-        bare = await _bare_server_http(base_url, work, floor, calls)
+        bare = await bare_server_http(base_url, work, floor, calls)
     cores = os.cpu_count() or 2
     target = latency + HTTP_SLACK * (calls * floor.total / cores)
     report.add(
@@ -346,7 +346,9 @@ async def http_figure(report: Any, work: Path, floor: Floor, *, calls: int, late
     )
 
 
-async def _bare_server_http(base_url: str, work: Path, floor: Floor, calls: int) -> tuple[float, int, float]:
+async def bare_server_http(
+    base_url: str, work: Path, floor: Floor, calls: int, sessions: int = 10
+) -> tuple[float, int, float]:
     """(wall, errors, server CPU) of the same load on `minimal_image_server.py` over the SDK's HTTP."""
     port = _free_port()
     script = Path(__file__).with_name("minimal_image_server.py")
@@ -358,7 +360,7 @@ async def _bare_server_http(base_url: str, work: Path, floor: Floor, calls: int)
         cpu0 = bl.proc_cpu_seconds(proc.pid)
         pw, ph = floor.preview
         args = {"prompt": PROMPT, "size": "1024x1024", "preview": f"{pw}x{ph}"}
-        wall, errors, _ = await _through_server(f"http://127.0.0.1:{port}/mcp", calls, sessions=10, args=args)
+        wall, errors, _ = await _through_server(f"http://127.0.0.1:{port}/mcp", calls, sessions=sessions, args=args)
         return wall, errors, bl.proc_cpu_seconds(proc.pid) - cpu0
     finally:
         bl.stop_process(proc, grace=40)
