@@ -152,11 +152,7 @@ async def stdio_figures(report: Any, work: Path, *, pairs: int, warmup: int, flo
             return response.json()
 
         env = bl.server_env(base_url, work / "photo-stdio")
-        minimal = bl.server_params(
-            os.environ | {"PYTHONPATH": str(bl.REPO)},
-            work,
-            [str(Path(__file__).with_name("minimal_image_server.py")), base_url, str(work / "photo-minimal")],
-        )
+        minimal = bl.server_params(dict(os.environ), work, bare_server_argv(base_url, work / "photo-minimal"))
         async with (
             Client(bl.server_params(env, work), mode="legacy", cache=None) as client,
             Client(minimal, mode="legacy", cache=None) as bare,
@@ -346,15 +342,19 @@ async def http_figure(report: Any, work: Path, floor: Floor, *, calls: int, late
     )
 
 
+def bare_server_argv(base_url: str, out: Path, port: int | None = None) -> list[str]:
+    """The interpreter's arguments for `minimal_image_server.py`: stdio, or HTTP on ``port``."""
+    script = Path(__file__).with_name("minimal_image_server.py")
+    return [str(script), base_url, str(out), *([str(port)] if port is not None else [])]
+
+
 async def bare_server_http(
     base_url: str, work: Path, floor: Floor, calls: int, sessions: int = 10
 ) -> tuple[float, int, float]:
     """(wall, errors, server CPU) of the same load on `minimal_image_server.py` over the SDK's HTTP."""
     port = _free_port()
-    script = Path(__file__).with_name("minimal_image_server.py")
-    cmd = [sys.executable, str(script), base_url, str(work / "photo-http-bare"), str(port)]
-    env = os.environ | {"PYTHONPATH": str(bl.REPO)}
-    proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, *bare_server_argv(base_url, work / "photo-http-bare", port)]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_listening(port)
         cpu0 = bl.proc_cpu_seconds(proc.pid)
