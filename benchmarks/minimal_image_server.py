@@ -1,8 +1,8 @@
 """The stack floor: the least an MCP image server built on this project's stack can cost.
 
 A bare `MCPServer` (the SDK) with one ``generate_image`` tool that does the floor's work
-(`photo.measure_floor`) and nothing else: one POST with a reused `httpx2.AsyncClient`, then in
-one worker thread JSON parse (pydantic_core), base64 decode (pybase64), write + fsync, PNG
+(`floor_work.floor_jpeg`, the steps `photo.measure_floor` times) and nothing else: one POST
+with a reused `httpx2.AsyncClient`, then in one worker thread JSON parse (pydantic_core), base64 decode (pybase64), write + fsync, PNG
 decode, BOX resize to the given preview size, JPEG encode at quality 80, and it answers the
 preview as image content plus a line of text. No validation, no task record, no ledger, no
 progress, no limits. `photo.stdio_figures` runs it beside mcp-images against the same upstream:
@@ -15,7 +15,6 @@ it too).
 from __future__ import annotations
 
 import base64
-import io
 import os
 import sys
 from pathlib import Path
@@ -23,29 +22,17 @@ from typing import Any
 
 import anyio
 import httpx2
-import pybase64
-import pydantic_core
+from floor_work import floor_jpeg
 from mcp.server import MCPServer
 from mcp.types import ImageContent, TextContent
-from PIL import Image
 
 BASE_URL, OUT = sys.argv[1], Path(sys.argv[2])
 server = MCPServer("minimal-image-server", log_level="WARNING")  # no line per request (mcp-images logs none for its upstream calls either)
 http = httpx2.AsyncClient(timeout=120)
 
 
-def _work(body: bytes, path: Path, preview: tuple[int, int]) -> str:
-    data = pybase64.b64decode(pydantic_core.from_json(body)["data"][0]["b64_json"], validate=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.fsync(fd)
-    os.close(fd)
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        small = im.resize(preview, Image.Resampling.BOX, reducing_gap=2.0)
-    out = io.BytesIO()
-    small.convert("RGB").save(out, "JPEG", quality=80)
-    return base64.b64encode(out.getvalue()).decode()
+def _preview_b64(body: bytes, path: Path, preview: tuple[int, int]) -> str:
+    return base64.b64encode(floor_jpeg(body, path, preview)).decode()
 
 
 @server.tool()
@@ -55,7 +42,7 @@ async def generate_image(prompt: str, size: str, preview: str) -> list[Any]:
     response.raise_for_status()
     pw, ph = (int(v) for v in preview.split("x"))
     path = OUT / f"{os.urandom(8).hex()}.png"
-    jpeg = await anyio.to_thread.run_sync(_work, response.content, path, (pw, ph))
+    jpeg = await anyio.to_thread.run_sync(_preview_b64, response.content, path, (pw, ph))
     return [ImageContent(type="image", data=jpeg, mime_type="image/jpeg"), TextContent(type="text", text=f"saved {path}")]
 
 

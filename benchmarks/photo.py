@@ -32,13 +32,13 @@ from typing import Any
 
 import anyio
 import benchlib as bl
+from floor_work import STAGES, floor_steps
 
 PROMPT = "a red fox in fresh snow, morning light"
 SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024)}
 STDIO_TARGETS_MS = {"1024x1024": 40.0, "1536x1024": 45.0}
 CPU_RATIO_TARGET = 1.2
 HTTP_SLACK = 1.3
-STAGES = ("JSON parse", "base64 decode", "write+fsync", "PNG decode", "resize", "JPEG encode")
 
 
 @dataclass
@@ -61,33 +61,14 @@ def photo_images() -> dict[str, bytes]:
 
 def measure_floor(answer: bytes, preview_size: tuple[int, int], work: Path, runs: int) -> Floor:
     """The floor of one image's work (see the module doc), ``runs`` times."""
-    import pybase64
-    import pydantic_core
-    from PIL import Image
-
     path = work / "floor-write.png"
     per_stage: dict[str, list[float]] = {name: [] for name in STAGES}
     totals: list[float] = []
     for _ in range(runs):
         marks = [time.thread_time()]
-        text = pydantic_core.from_json(answer)["data"][0]["b64_json"]
-        marks.append(time.thread_time())
-        data = pybase64.b64decode(text, validate=True)
-        marks.append(time.thread_time())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        marks.append(time.thread_time())
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
+        for _step in floor_steps(answer, path, preview_size):
             marks.append(time.thread_time())
-            small = im.resize(preview_size, Image.Resampling.BOX, reducing_gap=2.0)
-        marks.append(time.thread_time())
-        out = io.BytesIO()
-        small.convert("RGB").save(out, "JPEG", quality=80)
-        marks.append(time.thread_time())
-        for name, t0, t1 in zip(STAGES, marks, marks[1:], strict=False):
+        for name, t0, t1 in zip(STAGES, marks[:-1], marks[1:], strict=True):
             per_stage[name].append(t1 - t0)
         totals.append(marks[-1] - marks[0])
     path.unlink(missing_ok=True)
